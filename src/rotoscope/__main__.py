@@ -1,0 +1,3 @@
+from rotoscope.cli import main
+
+main()

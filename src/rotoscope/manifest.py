@@ -1,0 +1,136 @@
+"""Frame manifests: the Git-tracked JSON list of a video's frames, one frame per line.
+
+The layout is part of the format: every top-level field sits on its own line and every frame on
+its own line, so ``git diff`` and a pull request show exactly which frames changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from rotoscope.errors import RotoscopeError
+from rotoscope.store import atomic_write_text
+
+SCHEMA_ID = "rotoscope.manifest/1"
+FRAME_NAME_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class Frame:
+    i: int
+    pts: int
+    md5: str
+    bytes: int
+
+
+@dataclass
+class Manifest:
+    kind: str
+    name: str
+    video: dict[str, Any]
+    extract: dict[str, Any]
+    frames_dir: str
+    width: int
+    height: int
+    time_base: str
+    end_pts: int
+    frames: list[Frame] = field(default_factory=list)
+
+    @property
+    def time_base_fraction(self) -> Fraction:
+        return Fraction(self.time_base)
+
+    @property
+    def duration(self) -> float:
+        start = self.frames[0].pts if self.frames else 0
+        return float((self.end_pts - start) * self.time_base_fraction)
+
+    def seconds(self, pts: int) -> float:
+        return float(pts * self.time_base_fraction)
+
+    def frame_filename(self, frame: Frame) -> str:
+        return f"{frame.i:0{FRAME_NAME_DIGITS}d}.{self.extract['format']}"
+
+    def frame_path(self, studio_root: Path, frame: Frame) -> Path:
+        return studio_root / self.frames_dir / self.frame_filename(frame)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        return {"schema": SCHEMA_ID, **body}
+
+    def to_json(self) -> str:
+        body = self.to_dict()
+        frames = body.pop("frames")
+        lines = [f"  {json.dumps(key)}: {_compact(value)}," for key, value in body.items()]
+        frame_lines = ",\n".join(f"    {_compact(frame)}" for frame in frames)
+        return "{\n" + "\n".join(lines) + '\n  "frames": [\n' + frame_lines + "\n  ]\n}\n"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
+
+
+def schema_text(filename: str) -> str:
+    return resources.files("rotoscope").joinpath(f"schemas/{filename}").read_text()
+
+
+@cache
+def schema(name: str = "manifest") -> dict[str, Any]:
+    return json.loads(schema_text(f"{name}.schema.json"))
+
+
+def schema_names() -> list[str]:
+    folder = resources.files("rotoscope").joinpath("schemas")
+    return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".json"))
+
+
+def validate(document: Any, path: Path | str) -> None:
+    """Check a manifest's shape and its internal consistency; raise one readable error."""
+    validator = jsonschema.Draft202012Validator(schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise RotoscopeError(path, f"does not match {SCHEMA_ID} at {where}: {error.message}")
+    frames = document["frames"]
+    for position, frame in enumerate(frames):
+        if frame["i"] != position:
+            raise RotoscopeError(path, f"frames/{position}: index is {frame['i']}, expected {position}")
+        if position and frame["pts"] <= frames[position - 1]["pts"]:
+            raise RotoscopeError(path, f"frames/{position}: pts {frame['pts']} does not increase")
+    if document["end_pts"] <= frames[-1]["pts"]:
+        raise RotoscopeError(path, "end_pts must come after the last frame's pts")
+
+
+def from_dict(document: dict[str, Any]) -> Manifest:
+    body = {key: value for key, value in document.items() if key != "schema"}
+    body["frames"] = [Frame(**frame) for frame in body["frames"]]
+    return Manifest(**body)
+
+
+def load(path: Path) -> Manifest:
+    if not path.is_file():
+        raise RotoscopeError(path, "no such manifest")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RotoscopeError(
+            path, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+        ) from None
+    except UnicodeDecodeError:
+        raise RotoscopeError(path, "not a text file (invalid UTF-8)") from None
+    validate(document, path)
+    return from_dict(document)
+
+
+def save(manifest: Manifest, path: Path) -> None:
+    document = json.loads(manifest.to_json())
+    validate(document, path)  # never write what we could not read back
+    atomic_write_text(path, manifest.to_json())

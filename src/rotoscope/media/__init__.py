@@ -1,0 +1,20 @@
+"""The media engine: PyAV (FFmpeg's libraries, in-process) for probing, decoding and encoding."""
+
+from rotoscope.media.decode import DecodedFrame, decode_frames, output_size
+from rotoscope.media.encode import EncodeSettings, encode_video
+from rotoscope.media.images import FORMATS, encode_image, load_rgb
+from rotoscope.media.probe import AudioInfo, VideoInfo, probe
+
+__all__ = [
+    "FORMATS",
+    "AudioInfo",
+    "DecodedFrame",
+    "EncodeSettings",
+    "VideoInfo",
+    "decode_frames",
+    "encode_image",
+    "encode_video",
+    "load_rgb",
+    "output_size",
+    "probe",
+]

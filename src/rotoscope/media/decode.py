@@ -1,0 +1,104 @@
+"""Decoding a video into upright RGB pictures with their exact presentation timestamps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from PIL import Image
+
+from rotoscope.errors import RotoscopeError
+from rotoscope.media.probe import VideoInfo, normalise_rotation, open_input
+
+# Turning the stored picture counter-clockwise by the display rotation makes it upright.
+_UPRIGHT = {
+    90: Image.Transpose.ROTATE_90,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    pts: int
+    image: Image.Image
+
+
+def output_size(info: VideoInfo, max_side: int | None) -> tuple[int, int]:
+    """Upright frame size; a resize keeps the aspect ratio and rounds to even numbers."""
+    width, height = info.display_size
+    longest = max(width, height)
+    if not max_side or longest <= max_side:
+        return width, height
+    scale = max_side / longest
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+class FramePicker:
+    """Keeps every frame, or the first frame at or after each tick of a sampling clock."""
+
+    def __init__(self, fps: float | None, time_base: Fraction, start_pts: int) -> None:
+        self._step = None if fps is None else Fraction(1) / Fraction(fps).limit_denominator(1000)
+        self._time_base = time_base
+        self._next = Fraction(start_pts) * time_base
+
+    def wants(self, pts: int) -> bool:
+        if self._step is None:
+            return True
+        time = pts * self._time_base
+        if time < self._next:
+            return False
+        while self._next <= time:
+            self._next += self._step
+        return True
+
+
+def decode_frames(
+    info: VideoInfo, fps: float | None = None, max_side: int | None = None
+) -> Iterator[DecodedFrame]:
+    """Yield the picked frames, upright and resized; raise if the file ends before it says."""
+    width, height = output_size(info, max_side)
+    stored = (height, width) if info.rotation in (90, 270) else (width, height)
+    picker = FramePicker(fps, info.time_base, info.start_pts)
+    decoded = 0
+    last_pts: int | None = None
+    with open_input(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in _frames(container, stream, info):
+            decoded += 1
+            if frame.pts is None:
+                raise RotoscopeError(info.path, f"frame {decoded - 1} has no timestamp")
+            if last_pts is not None and frame.pts <= last_pts:
+                continue  # a repeated timestamp cannot be shown; keep the first picture
+            last_pts = frame.pts
+            if picker.wants(frame.pts):
+                yield DecodedFrame(frame.pts, _upright_rgb(frame, stored))
+    if info.declared_frames and decoded < info.declared_frames:
+        raise RotoscopeError(
+            info.path,
+            f"truncated or damaged: decoded {decoded} of the {info.declared_frames} frames it declares",
+        )
+
+
+def _frames(container: av.container.InputContainer, stream: av.VideoStream, info: VideoInfo):
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise RotoscopeError(info.path, f"damaged video data ({reason})") from None
+
+
+def _upright_rgb(frame: av.VideoFrame, stored_size: tuple[int, int]) -> Image.Image:
+    width, height = stored_size
+    resized = (width, height) != (frame.width, frame.height)
+    image = frame.to_image(
+        width=width,
+        height=height,
+        interpolation="AREA" if resized else None,
+        src_colorspace=frame.colorspace,
+    )
+    rotation = normalise_rotation(frame.rotation)
+    return image.transpose(_UPRIGHT[rotation]) if rotation else image

@@ -1,0 +1,37 @@
+"""Still pictures: the frame file formats and their encoding."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from rotoscope.errors import RotoscopeError
+
+FORMATS = ("jpg", "png", "webp")
+_PIL_NAMES = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+def encode_image(image: Image.Image, fmt: str, quality: int) -> bytes:
+    """Encode deterministically: the same picture and settings give the same bytes, so the same md5."""
+    if fmt not in _PIL_NAMES:
+        raise ValueError(f"unknown frame format {fmt!r}; use one of {', '.join(FORMATS)}")
+    options: dict[str, object] = {}
+    if fmt == "jpg":
+        options = {"quality": quality, "optimize": False}
+    elif fmt == "webp":
+        options = {"quality": quality, "method": 4}
+    elif fmt == "png":
+        options = {"compress_level": 6}
+    buffer = io.BytesIO()
+    image.save(buffer, _PIL_NAMES[fmt], **options)
+    return buffer.getvalue()
+
+
+def load_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise RotoscopeError(path, f"not a readable image ({error})") from None

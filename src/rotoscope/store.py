@@ -1,0 +1,172 @@
+"""Content addressing and safe writes: a blob's identity is the md5 DVC stores it under.
+
+DVC 3 keys every file in its cache by the plain md5 of its bytes
+(``<cache>/files/md5/ab/cdef...``); manifests record that same md5, so any frame can be found in
+the work tree, the cache or a remote without an index of our own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rotoscope.errors import RotoscopeError
+
+_CHUNK = 1 << 20
+
+
+def md5_bytes(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def temp_beside(path: Path) -> Iterator[Path]:
+    """A temporary file in the target's folder, so the final rename stays on one filesystem.
+
+    It keeps the target's extension, so tools that pick a file format by name still can.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    temp = Path(name)
+    try:
+        yield temp
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` holds either its old content or all of the new."""
+    with temp_beside(path) as temp:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    with temp_beside(target) as temp:
+        shutil.copyfile(source, temp)
+        os.chmod(temp, 0o644)
+        os.replace(temp, target)
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Swap a fully written folder into place; the old one is removed only after the swap."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        trash = target.with_name(f".{target.name}.old")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(target, trash)
+        os.replace(staged, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staged, target)
+
+
+BlobState = Literal["ok", "missing", "corrupt"]
+
+
+@dataclass(frozen=True)
+class BlobCheck:
+    md5: str
+    state: BlobState
+    where: Path | None  # the file that holds (or wrongly holds) the blob
+
+
+class BlobStore:
+    """Where a studio's blobs live: its work tree and its DVC cache."""
+
+    def __init__(self, studio_root: Path) -> None:
+        self.root = studio_root
+        self._cache_dir: Path | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        if self._cache_dir is None:
+            from dvc.repo import Repo  # slow import, needed only here
+
+            with Repo(str(self.root)) as repo:
+                self._cache_dir = Path(repo.cache.local.path)
+        return self._cache_dir
+
+    def cache_path(self, md5: str) -> Path:
+        return self.cache_dir / md5[:2] / md5[2:]
+
+    def check(self, md5: str, worktree_path: Path) -> BlobCheck:
+        """Find ``md5`` in the work tree first, then in the cache, hashing what is found."""
+        for candidate in (worktree_path, self.cache_path(md5)):
+            if candidate.is_file():
+                state: BlobState = "ok" if md5_file(candidate) == md5 else "corrupt"
+                return BlobCheck(md5, state, candidate)
+        return BlobCheck(md5, "missing", None)
+
+
+def require_file(path: Path, what: str = "file") -> Path:
+    if not path.exists():
+        raise RotoscopeError(path, f"no such {what}")
+    if not path.is_file():
+        raise RotoscopeError(path, f"not a {what} (a folder or special file)")
+    if path.stat().st_size == 0:
+        raise RotoscopeError(path, f"empty {what} (0 bytes)")
+    return path
+
+
+# -- the DVC repository around the blobs ---------------------------------------------------------
+
+
+def _dvc_repo(root: Path):  # -> dvc.repo.Repo, imported lazily: importing DVC takes a second
+    from dvc.repo import Repo
+
+    return Repo(str(root))
+
+
+def dvc_init(root: Path, *, subdir: bool) -> None:
+    """Initialise DVC in ``root`` unless it already is; quiet: no analytics, no update checks."""
+    from dvc.repo import Repo
+
+    if not (root / ".dvc").is_dir():
+        Repo.init(str(root), subdir=subdir)
+    with _dvc_repo(root) as repo, repo.config.edit() as config:
+        config["core"]["analytics"] = False
+        config["core"]["check_update"] = False
+        config["core"]["autostage"] = True  # DVC's pointer files reach the Git index by themselves
+
+
+def dvc_track(root: Path, path: Path) -> None:
+    """``dvc add`` one file: its blob goes to the cache, a ``.dvc`` pointer goes to Git."""
+    with _dvc_repo(root) as repo:
+        repo.add(str(path))
+
+
+def dvc_default_remote(root: Path) -> str | None:
+    with _dvc_repo(root) as repo:
+        name = repo.config["core"].get("remote")
+        return repo.config["remote"].get(name, {}).get("url") if name else None
+
+
+def dvc_set_default_remote(root: Path, name: str, url: str) -> None:
+    with _dvc_repo(root) as repo, repo.config.edit() as config:
+        config["remote"][name] = {"url": url}
+        config["core"]["remote"] = name

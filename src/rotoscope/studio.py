@@ -1,0 +1,256 @@
+"""A studio: the Git + DVC repository that holds videos, manifests, filters and the pipeline.
+
+This module owns the studio's layout and its ``params.yaml``; it talks to Git and DVC through
+their Python APIs (GitPython, ``dvc.repo.Repo``).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from rotoscope import manifest as manifests
+from rotoscope.errors import RotoscopeError
+from rotoscope.media import FORMATS, EncodeSettings, probe
+from rotoscope.store import (
+    atomic_copy,
+    atomic_write_text,
+    dvc_default_remote,
+    dvc_init,
+    dvc_set_default_remote,
+    dvc_track,
+    md5_file,
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+DEFAULT_REMOTE_NAME = "local"
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not _NAME.match(name):
+        raise RotoscopeError(
+            name,
+            f"invalid {what}: use 1-64 letters, digits, '-' or '_', starting with a letter or "
+            "digit (no '/', '.' or '..')",
+        )
+    return name
+
+
+def name_from_path(path: Path) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-_")
+    return slug[:64] or "video"
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    fps: float | None  # None keeps every frame
+    max_side: int | None
+    format: str
+    quality: int
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any], where: Path) -> SplitSettings:
+        fps = section.get("fps", "source")
+        if fps != "source" and not (isinstance(fps, int | float) and fps > 0):
+            raise RotoscopeError(where, f"split.fps must be 'source' or a positive number, not {fps!r}")
+        max_side = section.get("max_side")
+        if max_side is not None and not (isinstance(max_side, int) and max_side >= 2):
+            raise RotoscopeError(where, f"split.max_side must be null or an integer >= 2, not {max_side!r}")
+        fmt = section.get("format", "jpg")
+        if fmt not in FORMATS:
+            raise RotoscopeError(where, f"split.format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        quality = section.get("quality", 95)
+        if not (isinstance(quality, int) and 1 <= quality <= 100):
+            raise RotoscopeError(where, f"split.quality must be an integer 1-100, not {quality!r}")
+        return cls(None if fps == "source" else float(fps), max_side, fmt, quality)
+
+    def as_manifest_extract(self) -> dict[str, Any]:
+        fps: float | str = "source" if self.fps is None else self.fps
+        return {"fps": fps, "max_side": self.max_side, "format": self.format, "quality": self.quality}
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def template(name: str) -> str:
+    return resources.files("rotoscope").joinpath(f"templates/{name}").read_text()
+
+
+class Studio:
+    """A studio folder: layout, parameters and the videos registered in them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    # -- finding one -----------------------------------------------------------------------
+    @classmethod
+    def find(cls, start: Path | None = None) -> Studio:
+        here = (start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / "params.yaml").is_file() and (folder / ".dvc").is_dir():
+                return cls(folder)
+        raise RotoscopeError(here, "not inside a rotoscope studio (run `rotoscope init` first)")
+
+    # -- layout ----------------------------------------------------------------------------
+    @property
+    def params_path(self) -> Path:
+        return self.root / "params.yaml"
+
+    def relative(self, path: Path) -> str:
+        return path.resolve().relative_to(self.root).as_posix()
+
+    def manifest_path(self, video: str, kind: str = "source") -> Path:
+        return self.root / "manifests" / video / f"{kind}.json"
+
+    def frames_dir(self, video: str, kind: str = "source") -> Path:
+        return self.root / "frames" / video / kind
+
+    def render_path(self, video: str, kind: str = "source") -> Path:
+        return self.root / "renders" / video / f"{kind}.mp4"
+
+    def partial_dir(self, job: str) -> Path:
+        """Scratch space for a job that may be killed and resumed; never a DVC output."""
+        return self.root / ".rotoscope" / "partial" / job
+
+    def manifest_paths(self) -> list[Path]:
+        return sorted((self.root / "manifests").glob("*/*.json"))
+
+    # -- parameters ------------------------------------------------------------------------
+    def params(self) -> Any:
+        try:
+            document = _yaml().load(self.params_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RotoscopeError(self.params_path, "missing (run `rotoscope init`)") from None
+        except Exception as error:  # ruamel raises many types, all meaning "not valid YAML"
+            raise RotoscopeError(self.params_path, f"invalid YAML ({error})") from None
+        if not isinstance(document, dict):
+            raise RotoscopeError(self.params_path, "must be a mapping of sections")
+        return document
+
+    def save_params(self, document: Any) -> None:
+        buffer = io.StringIO()
+        _yaml().dump(document, buffer)
+        atomic_write_text(self.params_path, buffer.getvalue())
+
+    def videos(self) -> dict[str, Any]:
+        return dict(self.params().get("videos") or {})
+
+    def video_entry(self, name: str) -> dict[str, Any]:
+        videos = self.videos()
+        if name not in videos:
+            known = ", ".join(videos) or "none yet; add one with `rotoscope add VIDEO`"
+            raise RotoscopeError(self.params_path, f"no video named {name!r} (known: {known})")
+        return dict(videos[name])
+
+    def split_settings(self, name: str) -> SplitSettings:
+        section = dict(self.params().get("split") or {})
+        section.update(self.video_entry(name).get("split") or {})
+        return SplitSettings.from_params(section, self.params_path)
+
+    def encode_settings(self) -> EncodeSettings:
+        section = dict(self.params().get("reassemble") or {})
+        known = set(EncodeSettings.__dataclass_fields__)
+        unknown = set(section) - known
+        if unknown:
+            raise RotoscopeError(self.params_path, f"reassemble: unknown keys {sorted(unknown)}")
+        return EncodeSettings(**section)
+
+    # -- videos ----------------------------------------------------------------------------
+    def add_video(self, source: Path, name: str | None = None) -> tuple[str, Path]:
+        """Copy a video in, track it with DVC and register it; refuses bad files before writing."""
+        name = check_name(name or name_from_path(source), "video name")
+        probe(source)  # a file we could not split never enters the studio
+        target = self.root / "videos" / f"{name}{source.suffix.lower() or '.mp4'}"
+        entry = self.videos().get(name)
+        if entry is not None and (self.root / entry["file"]) != target:
+            raise RotoscopeError(source, f"a video named {name!r} is already registered; pick --name")
+        if not (target.exists() and md5_file(target) == md5_file(source)):
+            atomic_copy(source, target)
+        dvc_track(self.root, target)
+        document = self.params()
+        if document.get("videos") is None:
+            document["videos"] = {}
+        document["videos"][name] = {"file": self.relative(target)}
+        self.save_params(document)
+        return name, target
+
+    def load_manifest(self, video: str, kind: str = "source") -> manifests.Manifest:
+        return manifests.load(self.manifest_path(video, kind))
+
+
+# -- making one ----------------------------------------------------------------------------------
+
+_FOLDERS = ("videos", "manifests", "filters")
+
+
+def default_remote_for(root: Path) -> Path:
+    """A folder beside the studio: outside the work tree, so ``git clean`` never touches it."""
+    return root.parent / f"{root.name}-dvc-remote"
+
+
+def init_studio(root: Path, remote: Path | None = None) -> tuple[Studio, list[str]]:
+    """Make ``root`` a studio. Safe to run again: it only adds what is missing, never overwrites."""
+    import git
+
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    created: list[str] = []
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except git.InvalidGitRepositoryError:
+        repo = git.Repo.init(root)
+        created.append(".git")
+    subdir = Path(repo.working_tree_dir).resolve() != root
+    if not (root / ".dvc").is_dir():
+        created.append(".dvc")
+    dvc_init(root, subdir=subdir)
+    for name, text in (("params.yaml", template("params.yaml")), ("dvc.yaml", template("dvc.yaml"))):
+        if not (root / name).exists():
+            atomic_write_text(root / name, text)
+            created.append(name)
+    created += _ensure_gitignore(root / ".gitignore", template("gitignore"))
+    for folder in _FOLDERS:
+        keep = root / folder / ".gitkeep"
+        if not (root / folder).exists():
+            keep.parent.mkdir(parents=True)
+            keep.touch()
+            created.append(f"{folder}/")
+    for schema_file in manifests.schema_names():
+        target = root / "schemas" / schema_file
+        if not target.exists():
+            atomic_write_text(target, manifests.schema_text(schema_file))
+            created.append(f"schemas/{schema_file}")
+    if dvc_default_remote(root) is None:
+        location = (remote or default_remote_for(root)).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        dvc_set_default_remote(root, DEFAULT_REMOTE_NAME, str(location))
+        created.append(f"remote {DEFAULT_REMOTE_NAME} -> {location}")
+    repo.git.add("--", *(str(p) for p in _stageable(root)))
+    return Studio(root), created
+
+
+def _ensure_gitignore(path: Path, wanted: str) -> list[str]:
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    have = set(current.splitlines())
+    missing = [line for line in wanted.splitlines() if line and line not in have]
+    if not missing:
+        return []
+    prefix = current if not current or current.endswith("\n") else current + "\n"
+    atomic_write_text(path, prefix + "\n".join(missing) + "\n")
+    return [".gitignore"]
+
+
+def _stageable(root: Path) -> list[Path]:
+    names = [".gitignore", "params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
+             "schemas", *(f"{folder}/.gitkeep" for folder in _FOLDERS)]
+    return [root / name for name in names if (root / name).exists()]
