@@ -242,10 +242,11 @@ def init_studio(root: Path, remote: Path | None = None) -> tuple[Studio, list[st
 def _ensure_gitignore(path: Path, wanted: str) -> list[str]:
     current = path.read_text(encoding="utf-8") if path.exists() else ""
     have = set(current.splitlines())
-    missing = [line for line in wanted.splitlines() if line and line not in have]
-    if not missing:
+    rules = [line for line in wanted.splitlines() if line and not line.startswith("#")]
+    if all(rule in have for rule in rules):
         return []
     prefix = current if not current or current.endswith("\n") else current + "\n"
+    missing = [line for line in wanted.splitlines() if line and line not in have]
     atomic_write_text(path, prefix + "\n".join(missing) + "\n")
     return [".gitignore"]
 

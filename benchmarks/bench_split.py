@@ -1,0 +1,180 @@
+"""Time ``rotoscope`` split against the ffmpeg command line doing the same job.
+
+Both decode every frame of a clip and write one JPEG file per frame into a folder. ffmpeg's
+``-q:v`` is calibrated so its mean JPEG size is close to ours (Pillow, quality 95), and both
+mean sizes are printed so the match is visible. Only the split is timed (studio setup, clip
+generation and calibration are not); each figure is the median of alternating runs.
+
+Run: ``.venv/bin/python benchmarks/bench_split.py``
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+from benchlib import (
+    aerial_clip,
+    make_studio,
+    median,
+    print_table,
+    repeat_count,
+    timed,
+    use_tool_env,
+)
+
+from rotoscope.media.synth import constant_rate_clip
+from rotoscope.pipeline import split
+from rotoscope.studio import Studio
+
+TARGET_RATIO = 1.2
+Q_CANDIDATES = range(1, 11)  # ffmpeg mjpeg qscale: 1 is best; larger means smaller files
+CALIBRATION_FRAMES = 120  # frames ffmpeg encodes per candidate while picking -q:v
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class Clip:
+    label: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Result:
+    label: str
+    ours_frames: int
+    ffmpeg_frames: int
+    ours_s: float
+    ffmpeg_s: float
+    ours_kib: float
+    ffmpeg_kib: float
+    q: int
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_s / self.ffmpeg_s
+
+
+# -- ffmpeg ------------------------------------------------------------------------------------
+
+
+def ffmpeg_command(video: Path, folder: Path, q: int, frames: int | None = None) -> list[str]:
+    limit = ["-frames:v", str(frames)] if frames else []
+    return [FFMPEG, "-v", "error", "-threads", "0", "-i", str(video), "-fps_mode", "passthrough",
+            "-qmin", "1", "-q:v", str(q), *limit, str(folder / "%06d.jpg")]
+
+
+def run_ffmpeg(video: Path, folder: Path, q: int, frames: int | None = None) -> None:
+    subprocess.run(ffmpeg_command(video, folder, q, frames), check=True)
+
+
+def fresh_folder(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def folder_sizes(folder: Path) -> list[int]:
+    return [path.stat().st_size for path in sorted(folder.glob("*.jpg"))]
+
+
+def mean(values: list[int]) -> float:
+    return sum(values) / len(values)
+
+
+def calibrate_q(video: Path, folder: Path, target: float) -> int:
+    """The -q:v whose mean size over the first frames is nearest ``target`` bytes."""
+    best_q, best_gap = Q_CANDIDATES[0], float("inf")
+    for q in Q_CANDIDATES:
+        run_ffmpeg(video, fresh_folder(folder), q, CALIBRATION_FRAMES)
+        size = mean(folder_sizes(folder))
+        if abs(size - target) < best_gap:
+            best_q, best_gap = q, abs(size - target)
+        if size < target:  # sizes only shrink from here on
+            break
+    return best_q
+
+
+def time_ffmpeg(video: Path, folder: Path, q: int) -> float:
+    fresh_folder(folder)
+    return timed(lambda: run_ffmpeg(video, folder, q))
+
+
+# -- ours --------------------------------------------------------------------------------------
+
+
+def time_ours(studio: Studio, name: str) -> float:
+    """One split from scratch: the previous run's frames and manifest are removed first."""
+    shutil.rmtree(studio.frames_dir(name), ignore_errors=True)
+    studio.manifest_path(name).unlink(missing_ok=True)
+    return timed(lambda: split(studio, name))
+
+
+def our_sizes(studio: Studio, name: str) -> list[int]:
+    return [frame.bytes for frame in studio.load_manifest(name).frames]
+
+
+# -- one clip ----------------------------------------------------------------------------------
+
+
+def bench_clip(clip: Clip, scratch: Path, repeat: int) -> Result:
+    studio = make_studio(scratch / f"studio-{clip.label}", clip.path, "clip")
+    video = studio.root / studio.video_entry("clip")["file"]
+    folder = scratch / f"ffmpeg-{clip.label}"
+    time_ours(studio, "clip")  # warm-up, and the sizes the calibration aims at
+    q = calibrate_q(video, folder, mean(our_sizes(studio, "clip")[:CALIBRATION_FRAMES]))
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(repeat):
+        ours.append(time_ours(studio, "clip"))
+        theirs.append(time_ffmpeg(video, folder, q))
+    return summarise(clip.label, studio, folder, q, ours, theirs)
+
+
+def summarise(label: str, studio: Studio, folder: Path, q: int, ours: list[float],
+              theirs: list[float]) -> Result:
+    mine, others = our_sizes(studio, "clip"), folder_sizes(folder)
+    return Result(label, len(mine), len(others), median(ours), median(theirs),
+                  mean(mine) / KIB, mean(others) / KIB, q)
+
+
+def clips(scratch: Path) -> list[Clip]:
+    found: list[Clip] = []
+    aerial = aerial_clip()
+    if aerial is not None:
+        found.append(Clip("aerial 768x432 12.5fps 16s", aerial))
+    print("generating a 1920x1080 60 fps 10 s clip (not timed)...", flush=True)
+    generated = constant_rate_clip(scratch / "generated.mp4", size=(1920, 1080), fps=60,
+                                   seconds=10, audio=True)
+    found.append(Clip("generated 1920x1080 60fps 10s", generated))
+    return found
+
+
+def report(results: list[Result], repeat: int) -> None:
+    headers = ["clip", "frames", "ours s", "ffmpeg s", "ratio", "ours KiB", "ffmpeg KiB", "-q:v"]
+    rows = [[r.label, f"{r.ours_frames}", f"{r.ours_s:.2f}", f"{r.ffmpeg_s:.2f}", f"{r.ratio:.2f}",
+             f"{r.ours_kib:.1f}", f"{r.ffmpeg_kib:.1f}", f"{r.q}"] for r in results]
+    print(f"\nsplit to JPEG files, median of {repeat} alternating runs (ratio = ours / ffmpeg)")
+    print_table(headers, rows)
+    for r in results:
+        counts = "same frame count" if r.ours_frames == r.ffmpeg_frames else (
+            f"FRAME COUNT MISMATCH: ours {r.ours_frames}, ffmpeg {r.ffmpeg_frames}")
+        verdict = "ok" if r.ratio <= TARGET_RATIO else f"ABOVE TARGET {TARGET_RATIO}"
+        print(f"{r.label}: {counts}; ratio {r.ratio:.2f} {verdict}")
+
+
+def main() -> None:
+    use_tool_env()
+    repeat = repeat_count()
+    with tempfile.TemporaryDirectory(prefix="rotoscope-bench-split-") as scratch:
+        results = [bench_clip(clip, Path(scratch), repeat) for clip in clips(Path(scratch))]
+    report(results, repeat)
+
+
+if __name__ == "__main__":
+    main()
