@@ -84,6 +84,7 @@ def probe(path: Path) -> VideoInfo:
             raise RotoscopeError(path, "audio only: no video stream" if has_audio else "no video stream")
         stream = container.streams.video[0]
         first = _first_frame(container, stream, path)
+        _refuse_truncated(container, path)
         declared = stream.frames or 0
         if declared == 1:
             raise RotoscopeError(path, "a single still picture, not a video")
@@ -113,6 +114,17 @@ def _first_frame(container: Any, stream: Any, path: Path) -> av.VideoFrame:
     except av.error.FFmpegError as error:
         raise RotoscopeError(path, f"cannot decode video ({_reason(error)})") from None
     raise RotoscopeError(path, "video stream has no decodable frames (truncated or damaged)")
+
+
+def _refuse_truncated(container: Any, path: Path) -> None:
+    """An index (mp4 ``moov`` first) that points past the end of the file means a cut file."""
+    size = path.stat().st_size
+    for stream in container.streams:
+        entries = stream.index_entries
+        if len(entries) and entries[len(entries) - 1].pos + entries[len(entries) - 1].size > size:
+            raise RotoscopeError(
+                path, f"truncated: its index needs more than the {size} bytes the file has"
+            )
 
 
 def _end_pts(container: Any, stream: Any, start: int, time_base: Fraction) -> int | None:
