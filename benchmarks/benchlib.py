@@ -6,6 +6,8 @@ Not a test module and not part of the package: the scripts in this folder import
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -60,8 +62,9 @@ def use_tool_env() -> None:
 
 def make_studio(root: Path, video: Path, name: str) -> Studio:
     """A fresh studio at ``root`` with its remote beside it and ``video`` added as ``name``."""
-    studio, _ = init_studio(root, remote=root.with_name(f"{root.name}-remote"))
-    studio.add_video(video, name)
+    with contextlib.redirect_stdout(io.StringIO()):  # DVC's "Initialized DVC repository." notes
+        studio, _ = init_studio(root, remote=root.with_name(f"{root.name}-remote"))
+        studio.add_video(video, name)
     return studio
 
 

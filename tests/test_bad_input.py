@@ -54,14 +54,29 @@ def _moov_last_cut_in_half(path: Path) -> Path:
 
 def _faststart(clip: Path, out: Path) -> Path:
     """The same clip with its index (moov) first, as streaming sites and phones write it."""
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip), "-c", "copy",
-                    "-movflags", "+faststart", str(out)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(clip),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(out),
+        ],
+        check=True,
+    )
     return out
 
 
 def _moov_first_cut_in_half(path: Path) -> Path:
-    whole = _faststart(constant_rate_clip(path.with_name("whole.mp4"), size=(160, 90)),
-                       path.with_name("whole-faststart.mp4"))
+    whole = _faststart(
+        constant_rate_clip(path.with_name("whole.mp4"), size=(160, 90)),
+        path.with_name("whole-faststart.mp4"),
+    )
     data = whole.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
@@ -167,8 +182,12 @@ def test_killed_split_resumes_and_finishes_correctly(studio: Studio, tmp_path: P
     clip = constant_rate_clip(tmp_path / "long.mp4", size=(640, 360), fps=25, seconds=12)
     studio.add_video(clip, "long")
     scratch = studio.partial_dir("split-long") / "frames"
-    process = subprocess.Popen([sys.executable, "-m", "rotoscope", "split", "long"], cwd=studio.root,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rotoscope", "split", "long"],
+        cwd=studio.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if scratch.is_dir() and len(list(scratch.glob("*.jpg"))) >= 60:

@@ -65,8 +65,16 @@ def _lossless_clip(path: Path, touched_frame: int | None = None) -> Path:
     if touched_frame is not None:
         pictures[touched_frame] = ImageOps.invert(pictures[touched_frame])
     pts = [k * 512 for k in range(12)]
-    write_clip(path, pictures, pts, time_base=Fraction(1, 12800), end_pts=12 * 512,
-               size=(96, 54), audio=False, settings=LOSSLESS)
+    write_clip(
+        path,
+        pictures,
+        pts,
+        time_base=Fraction(1, 12800),
+        end_pts=12 * 512,
+        size=(96, 54),
+        audio=False,
+        settings=LOSSLESS,
+    )
     return path
 
 
@@ -80,8 +88,7 @@ def test_replacing_one_frame_changes_one_manifest_line(studio: Studio, tmp_path:
     dvc("repro", "split@shot", cwd=studio.root)
     diff = git("diff", "--unified=0", "--", "manifests/shot/source.json", cwd=studio.root).stdout
 
-    changed = [line for line in diff.splitlines()
-               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     frame_lines = [line for line in changed if '"i": ' in line]
     assert len(frame_lines) == 2, diff  # one frame line out, one in
     assert '"i": 5,' in frame_lines[0] and '"i": 5,' in frame_lines[1]

@@ -32,8 +32,10 @@ def assert_faithful(studio: Studio, name: str, render: Path) -> None:
     source = probe(studio.root / manifest.video["path"])
     with av.open(str(render)) as container:
         stream = container.streams.video[0]
-        decoded = [(frame.pts * frame.time_base, frame.to_ndarray(format="rgb24"))
-                   for frame in container.decode(stream)]
+        decoded = [
+            (frame.pts * frame.time_base, frame.to_ndarray(format="rgb24"))
+            for frame in container.decode(stream)
+        ]
         video_end = container.duration / av.time_base if container.duration else 0.0
         audio = container.streams.audio[0] if container.streams.audio else None
         audio_seconds = float(audio.duration * audio.time_base) if audio else None
@@ -69,8 +71,14 @@ def test_variable_frame_rate(studio: Studio, tmp_path: Path) -> None:
     gaps = [40, 40, 80, 33, 50, 120, 17, 40, 66, 40, 200, 40, 40]
     pts = [int(x) for x in np.cumsum([0, *gaps])]
     clip = tmp_path / "vfr.mp4"
-    write_clip(clip, panning_pictures((160, 90), len(pts), step=5), pts,
-               time_base=Fraction(1, 1000), end_pts=pts[-1] + 40, size=(160, 90))
+    write_clip(
+        clip,
+        panning_pictures((160, 90), len(pts), step=5),
+        pts,
+        time_base=Fraction(1, 1000),
+        end_pts=pts[-1] + 40,
+        size=(160, 90),
+    )
     render = round_trip(studio, clip, "vfr")
     manifest = studio.load_manifest("vfr")
     # the mp4 muxer may pick its own timescale: compare times, exactly, as fractions
@@ -138,7 +146,11 @@ def test_max_side_resizes_keeping_aspect(studio: Studio, tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "clip",
-    ["aerial_parking_lot_intel_16s.mp4", "butterfly_thistle_pixabay209.mp4", "bee_flower_pixabay211.mp4"],
+    [
+        "aerial_parking_lot_intel_16s.mp4",
+        "butterfly_thistle_pixabay209.mp4",
+        "bee_flower_pixabay211.mp4",
+    ],
 )
 def test_real_clips(studio: Studio, media: Path, clip: str) -> None:
     name = clip.split("_")[0]

@@ -143,7 +143,8 @@ def verify(
     for problem in report.problems:
         print(problem)
     if not report.ok:
-        say(f"verify: {len(report.problems)} problem(s) in {report.checked} frames of {len(paths)} manifest(s)")
+        count = f"{len(report.problems)} problem(s) in {report.checked} frames"
+        say(f"verify: {count} of {len(paths)} manifest(s)")
         raise typer.Exit(1)
     say(f"verify: all {report.checked} frames of {len(paths)} manifest(s) present and intact")
 

@@ -11,4 +11,4 @@ class RotoscopeError(Exception):
     def __init__(self, path: str | Path | None, problem: str) -> None:
         self.path = str(path) if path is not None else None
         self.problem = " ".join(problem.split())  # keep it on one line
-        super().__init__(self.path and f"{self.path}: {self.problem}" or self.problem)
+        super().__init__((self.path and f"{self.path}: {self.problem}") or self.problem)

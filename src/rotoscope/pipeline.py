@@ -20,7 +20,14 @@ from PIL import Image
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
 from rotoscope.manifest import Frame, Manifest
-from rotoscope.media import EncodeSettings, VideoInfo, decode_frames, encode_image, encode_video, probe
+from rotoscope.media import (
+    EncodeSettings,
+    VideoInfo,
+    decode_frames,
+    encode_image,
+    encode_video,
+    probe,
+)
 from rotoscope.media.decode import DecodedFrame, output_size
 from rotoscope.progress import progress_bar
 from rotoscope.store import atomic_write_bytes, atomic_write_text, md5_bytes, md5_file, replace_dir
@@ -159,8 +166,11 @@ def reassemble(manifest_path: Path, out: Path, settings: EncodeSettings | None =
     settings = settings or studio.encode_settings()
     audio_source = studio.root / manifest.video["path"]
     if manifest.video.get("audio") and not audio_source.is_file():
-        raise RotoscopeError(audio_source, "source video missing; its audio cannot be copied "
-                             "(run `dvc pull`, or set reassemble.audio: none)")
+        raise RotoscopeError(
+            audio_source,
+            "source video missing; its audio cannot be copied "
+            "(run `dvc pull`, or set reassemble.audio: none)",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with progress_bar(f"reassemble {manifest.name}", len(manifest.frames)) as update:
         encode_video(
@@ -184,6 +194,9 @@ def _pictures(studio: Studio, manifest: Manifest) -> Iterator[Image.Image]:
             raise RotoscopeError(path, f"frame {frame.i} is missing (run `dvc pull` or `dvc checkout`)")
         with Image.open(path) as picture:
             if picture.size != (manifest.width, manifest.height):
-                raise RotoscopeError(path, f"frame is {picture.size[0]}x{picture.size[1]}, manifest "
-                                     f"says {manifest.width}x{manifest.height}")
+                raise RotoscopeError(
+                    path,
+                    f"frame is {picture.size[0]}x{picture.size[1]}, manifest "
+                    f"says {manifest.width}x{manifest.height}",
+                )
             yield picture.convert("RGB")

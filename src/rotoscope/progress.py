@@ -32,7 +32,9 @@ class _RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, unit: str = "frames") -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    description: str, total: int | None, unit: str = "frames"
+) -> Iterator[Callable[[int], None]]:
     """Yield ``update(done)``; the bar shows done/total, rate, elapsed and time left."""
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -26,15 +26,18 @@ class ManifestSummary:
         gaps = [b.pts - a.pts for a, b in zip(m.frames, m.frames[1:], strict=False)]
         steps = sorted(set(gaps))
         timing = (
-            f"constant, every {m.seconds(steps[0]) * 1000:.3f} ms" if len(steps) == 1
+            f"constant, every {m.seconds(steps[0]) * 1000:.3f} ms"
+            if len(steps) == 1
             else f"variable, {m.seconds(min(gaps)) * 1000:.3f}-{m.seconds(max(gaps)) * 1000:.3f} ms"
-            if gaps else "single frame"
+            if gaps
+            else "single frame"
         )
         audio = video.get("audio")
         audio_text = (
             f"{audio['codec']}, {audio['sample_rate']} Hz, {audio['channels']} ch"
             + (f", {audio['duration']:.3f} s" if audio.get("duration") else "")
-            if audio else "none"
+            if audio
+            else "none"
         )
         extract = m.extract
         return [

@@ -72,7 +72,12 @@ class SplitSettings:
 
     def as_manifest_extract(self) -> dict[str, Any]:
         fps: float | str = "source" if self.fps is None else self.fps
-        return {"fps": fps, "max_side": self.max_side, "format": self.format, "quality": self.quality}
+        return {
+            "fps": fps,
+            "max_side": self.max_side,
+            "format": self.format,
+            "quality": self.quality,
+        }
 
 
 def _yaml() -> YAML:
@@ -214,7 +219,10 @@ def init_studio(root: Path, remote: Path | None = None) -> tuple[Studio, list[st
     if not (root / ".dvc").is_dir():
         created.append(".dvc")
     dvc_init(root, subdir=subdir)
-    for name, text in (("params.yaml", template("params.yaml")), ("dvc.yaml", template("dvc.yaml"))):
+    for name, text in (
+        ("params.yaml", template("params.yaml")),
+        ("dvc.yaml", template("dvc.yaml")),
+    ):
         if not (root / name).exists():
             atomic_write_text(root / name, text)
             created.append(name)
@@ -252,6 +260,14 @@ def _ensure_gitignore(path: Path, wanted: str) -> list[str]:
 
 
 def _stageable(root: Path) -> list[Path]:
-    names = [".gitignore", "params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
-             "schemas", *(f"{folder}/.gitkeep" for folder in _FOLDERS)]
+    names = [
+        ".gitignore",
+        "params.yaml",
+        "dvc.yaml",
+        ".dvc/config",
+        ".dvc/.gitignore",
+        ".dvcignore",
+        "schemas",
+        *(f"{folder}/.gitkeep" for folder in _FOLDERS),
+    ]
     return [root / name for name in names if (root / name).exists()]

@@ -150,8 +150,10 @@ class _AudioFeed:
         return self._pending
 
     def catch_up(self, seconds: float) -> None:
-        while (packet := self._take()) is not None and packet.pts is not None and (
-            float(packet.pts * packet.time_base) <= seconds
+        while (
+            (packet := self._take()) is not None
+            and packet.pts is not None
+            and (float(packet.pts * packet.time_base) <= seconds)
         ):
             self._container.mux(packet)
             self._pending = None

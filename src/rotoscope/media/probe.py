@@ -71,7 +71,7 @@ def _reason(error: Exception) -> str:
 def normalise_rotation(degrees: float | None) -> int:
     if not degrees:
         return 0
-    return int(round(degrees / 90.0)) * 90 % 360
+    return round(degrees / 90.0) * 90 % 360
 
 
 def probe(path: Path) -> VideoInfo:
@@ -122,9 +122,7 @@ def _refuse_truncated(container: Any, path: Path) -> None:
     for stream in container.streams:
         entries = stream.index_entries
         if len(entries) and entries[len(entries) - 1].pos + entries[len(entries) - 1].size > size:
-            raise RotoscopeError(
-                path, f"truncated: its index needs more than the {size} bytes the file has"
-            )
+            raise RotoscopeError(path, f"truncated: its index needs more than the {size} bytes the file has")
 
 
 def _end_pts(container: Any, stream: Any, start: int, time_base: Fraction) -> int | None:

@@ -17,8 +17,10 @@ from PIL import Image
 from rotoscope.media.encode import EncodeSettings, encode_video
 from rotoscope.store import temp_beside
 
-LOSSLESS = EncodeSettings(codec="libx264", crf=None, preset="veryfast", pix_fmt="yuv444p",
-                          options={"qp": "0"})
+CLIP_QUALITY = EncodeSettings(crf=16, preset="veryfast")
+LOSSLESS = EncodeSettings(
+    codec="libx264", crf=None, preset="veryfast", pix_fmt="yuv444p", options={"qp": "0"}
+)
 
 
 def landscape(width: int, height: int, seed: int = 7) -> np.ndarray:
@@ -43,8 +45,12 @@ def landscape(width: int, height: int, seed: int = 7) -> np.ndarray:
     return np.clip(picture + grain, 0, 255).astype(np.uint8)
 
 
-def panning_pictures(size: tuple[int, int], count: int, step: float = 3.0, seed: int = 7,
-                     ) -> Iterator[Image.Image]:
+def panning_pictures(
+    size: tuple[int, int],
+    count: int,
+    step: float = 3.0,
+    seed: int = 7,
+) -> Iterator[Image.Image]:
     """Pictures of a camera moving right across a landscape, drifting and zooming slightly."""
     width, height = size
     scene = landscape(int(width * 1.5 + step * count) + 8, int(height * 1.3) + 8, seed)
@@ -73,7 +79,9 @@ def write_audio(path: Path, samples: np.ndarray, rate: int = 44100) -> None:
         chunk = 1024
         for start in range(0, samples.shape[1], chunk):
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples[:, start:start + chunk]), format="fltp", layout="stereo"
+                np.ascontiguousarray(samples[:, start : start + chunk]),
+                format="fltp",
+                layout="stereo",
             )
             frame.sample_rate = rate
             frame.pts = start
@@ -93,27 +101,51 @@ def write_clip(
     size: tuple[int, int],
     audio: bool = True,
     rotation: int = 0,
-    settings: EncodeSettings = EncodeSettings(crf=16, preset="veryfast"),
+    settings: EncodeSettings = CLIP_QUALITY,
 ) -> None:
     """Encode generated pictures at the given timestamps, with a chord as long as the clip."""
     seconds = float((end_pts - pts[0]) * time_base)
     with temp_beside(path.with_suffix(".m4a")) as sound:
         if audio:
             write_audio(sound, chord(seconds))
-        encode_video(path, pictures, pts, time_base=time_base, end_pts=end_pts, size=size,
-                     settings=settings, audio_source=sound if audio else None,
-                     display_rotation=rotation)
+        encode_video(
+            path,
+            pictures,
+            pts,
+            time_base=time_base,
+            end_pts=end_pts,
+            size=size,
+            settings=settings,
+            audio_source=sound if audio else None,
+            display_rotation=rotation,
+        )
 
 
-def constant_rate_clip(path: Path, *, size: tuple[int, int] = (320, 180), fps: int = 25,
-                       seconds: float = 2.0, audio: bool = True, rotation: int = 0,
-                       settings: EncodeSettings | None = None, seed: int = 7) -> Path:
+def constant_rate_clip(
+    path: Path,
+    *,
+    size: tuple[int, int] = (320, 180),
+    fps: int = 25,
+    seconds: float = 2.0,
+    audio: bool = True,
+    rotation: int = 0,
+    settings: EncodeSettings | None = None,
+    seed: int = 7,
+) -> Path:
     count = round(fps * seconds)
     time_base = Fraction(1, fps * 512)
     pts = [k * 512 for k in range(count)]
-    write_clip(path, panning_pictures(size, count, seed=seed), pts, time_base=time_base,
-               end_pts=count * 512, size=size, audio=audio, rotation=rotation,
-               settings=settings or EncodeSettings(crf=16, preset="veryfast"))
+    write_clip(
+        path,
+        panning_pictures(size, count, seed=seed),
+        pts,
+        time_base=time_base,
+        end_pts=count * 512,
+        size=size,
+        audio=audio,
+        rotation=rotation,
+        settings=settings or CLIP_QUALITY,
+    )
     return path
 
 
