@@ -61,6 +61,13 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     return completed
 
 
+def ffmpeg(*args: str) -> None:
+    """The ffmpeg command line (from imageio-ffmpeg) as an independent reference."""
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *args], check=True)
+
+
 def rotoscope(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run([sys.executable, "-m", "rotoscope", *args], cwd, check)
 

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
 import pytest
-from conftest import rotoscope
+from conftest import ffmpeg, rotoscope
 from PIL import Image
 
 from rotoscope.media.synth import chord, constant_rate_clip, write_audio
@@ -54,21 +53,7 @@ def _moov_last_cut_in_half(path: Path) -> Path:
 
 def _faststart(clip: Path, out: Path) -> Path:
     """The same clip with its index (moov) first, as streaming sites and phones write it."""
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-v",
-            "error",
-            "-i",
-            str(clip),
-            "-c",
-            "copy",
-            "-movflags",
-            "+faststart",
-            str(out),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(out))
     return out
 
 

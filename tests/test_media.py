@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
+from conftest import ffmpeg
 from PIL import Image
 
 from rotoscope.media import probe
@@ -47,19 +46,7 @@ def test_rotation_matches_ffmpeg_autorotate(tmp_path: Path, rotation: int) -> No
     )
     ours = np.asarray(next(iter(decode_frames(probe(clip)))).image, dtype=np.int16)
     reference = tmp_path / "ffmpeg.png"
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-v",
-            "error",
-            "-i",
-            str(clip),
-            "-frames:v",
-            "1",
-            str(reference),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", str(clip), "-frames:v", "1", str(reference))
     theirs = np.asarray(Image.open(reference).convert("RGB"), dtype=np.int16)
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).mean() < 1.0
