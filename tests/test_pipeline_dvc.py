@@ -36,6 +36,11 @@ def test_repro_builds_then_does_nothing(studio: Studio, tmp_path: Path) -> None:
     assert "Running stage 'reassemble@clip'" in first.stdout
     assert studio.render_path("clip").is_file()
     lock = (studio.root / "dvc.lock").read_text()
+    # a manifest's md5 is the very key DVC stores the frame under
+    manifest = studio.load_manifest("clip")
+    cache = studio.root / ".dvc" / "cache" / "files" / "md5"
+    for frame in manifest.frames:
+        assert md5_file(cache / frame.md5[:2] / frame.md5[2:]) == frame.md5
 
     second = dvc("repro", cwd=studio.root)
     assert "Running stage" not in second.stdout

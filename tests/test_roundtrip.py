@@ -158,3 +158,32 @@ def test_real_clips(studio: Studio, media: Path, clip: str) -> None:
     manifest = studio.load_manifest(name)
     assert len(manifest.frames) == probe(media / "videos" / clip).declared_frames
     assert_faithful(studio, name, render)
+
+
+@pytest.mark.parametrize(
+    ("out_name", "settings", "audio_codec"),
+    [
+        ("copy.mkv", EncodeSettings(preset="veryfast"), "aac"),  # mkv holds aac: copied
+        ("forced.mp4", EncodeSettings(preset="veryfast", audio="aac"), "aac"),  # re-encoded on request
+        # webm cannot hold aac: the audio is transcoded to opus rather than dropped
+        ("web.webm", EncodeSettings(codec="libvpx-vp9", crf=30, preset=None), "opus"),
+    ],
+)
+def test_audio_is_copied_or_transcoded_as_the_container_needs(
+    studio: Studio, tmp_path: Path, out_name: str, settings: EncodeSettings, audio_codec: str
+) -> None:
+    clip = constant_rate_clip(tmp_path / "clip.mp4", size=(160, 90), seconds=1.0)
+    studio.add_video(clip, "clip")
+    split(studio, "clip")
+    out = reassemble(studio.manifest_path("clip"), tmp_path / out_name, settings)
+    source_audio = av.open(str(clip)).streams.audio[0]
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == audio_codec
+        packets = [p for p in container.demux(audio) if p.dts is not None]
+        seconds = float((packets[-1].pts + packets[-1].duration) * audio.time_base)
+        if out_name == "copy.mkv":  # a stream copy keeps every packet
+            assert len(packets) == source_audio.frames
+        assert abs(seconds - 1.0) <= 0.05
+    with av.open(str(out)) as container:
+        assert len(list(container.decode(video=0))) == 25
