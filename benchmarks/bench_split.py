@@ -85,17 +85,21 @@ def pillow_tables(quality: int) -> tuple[list[int], list[int]]:
     return list(tables[0]), list(tables[1])
 
 
-def candidates(quality: int) -> list[FfmpegJpeg]:
-    """ffmpeg settings from the largest files to the smallest (mjpeg steps are matrix*q/8)."""
+def pillow_job(quality: int) -> FfmpegJpeg:
+    """``-q:v 1`` with Pillow's own tables: mjpeg's step is matrix * q / 8, so 8x Pillow's."""
     luma, chroma = pillow_tables(quality)
 
     def matrix(table: list[int]) -> str:
         return ",".join(str(max(8, 8 * value)) for value in table)
 
-    exact = FfmpegJpeg(f"1 + Pillow q{quality} tables",
-                       ("-q:v", "1", "-intra_matrix", matrix(luma),
-                        "-chroma_intra_matrix", matrix(chroma)))
-    return [exact, *(FfmpegJpeg(str(q), ("-q:v", str(q))) for q in STOCK_Q)]
+    return FfmpegJpeg(f"1 + Pillow q{quality} tables",
+                      ("-q:v", "1", "-intra_matrix", matrix(luma),
+                       "-chroma_intra_matrix", matrix(chroma)))
+
+
+def stock_jobs() -> list[FfmpegJpeg]:
+    """ffmpeg's own tables, from the largest files to the smallest."""
+    return [FfmpegJpeg(str(q), ("-q:v", str(q))) for q in STOCK_Q]
 
 
 def ffmpeg_command(video: Path, folder: Path, job: FfmpegJpeg, frames: int | None = None,
@@ -123,18 +127,24 @@ def mean(values: list[int]) -> float:
     return sum(values) / len(values)
 
 
+def sample_size(video: Path, folder: Path, job: FfmpegJpeg) -> float:
+    """ffmpeg's mean JPEG size in bytes over the first frames with ``job``'s settings."""
+    run_ffmpeg(video, fresh_folder(folder), job, CALIBRATION_FRAMES)
+    return mean(folder_sizes(folder))
+
+
 def calibrate(video: Path, folder: Path, target: float, quality: int) -> FfmpegJpeg:
     """The candidate whose mean size over the first frames is nearest ``target`` bytes."""
-    jobs = candidates(quality)
-    best, best_gap = jobs[0], float("inf")
-    for job in jobs:
-        run_ffmpeg(video, fresh_folder(folder), job, CALIBRATION_FRAMES)
-        size = mean(folder_sizes(folder))
-        if abs(size - target) < best_gap:
-            best, best_gap = job, abs(size - target)
-        if size < target:  # sizes only shrink from here on
+    exact = pillow_job(quality)
+    sizes = {exact: sample_size(video, folder, exact)}
+    for job in stock_jobs():
+        sizes[job] = sample_size(video, folder, job)
+        if sizes[job] < target:  # sizes only shrink from here on
             break
-    return best
+    tried = ", ".join(f"[{job.label}] {size / KIB:.1f}" for job, size in sizes.items())
+    print(f"  calibration over {CALIBRATION_FRAMES} frames, KiB: ours {target / KIB:.1f}; "
+          f"ffmpeg -q:v {tried}", flush=True)
+    return min(sizes, key=lambda job: abs(sizes[job] - target))
 
 
 def time_ffmpeg(video: Path, folder: Path, job: FfmpegJpeg) -> float:
@@ -160,6 +170,7 @@ def our_sizes(studio: Studio, name: str) -> list[int]:
 
 
 def bench_clip(clip: Clip, scratch: Path, repeat: int) -> Result:
+    print(f"{clip.label}:", flush=True)
     studio = make_studio(scratch / f"studio-{clip.label}", clip.path, "clip")
     video = studio.root / studio.video_entry("clip")["file"]
     folder = scratch / f"ffmpeg-{clip.label}"
