@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import (
+    Clip,
     aerial_clip,
     make_studio,
     median,
@@ -38,12 +39,6 @@ from rotoscope.studio import Studio
 
 NAME = "clip"
 UP_TO_DATE = "Data and pipelines are up to date"
-
-
-@dataclass(frozen=True)
-class Clip:
-    label: str
-    path: Path
 
 
 @dataclass(frozen=True)

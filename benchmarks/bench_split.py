@@ -22,17 +22,17 @@ from pathlib import Path
 
 import imageio_ffmpeg
 from benchlib import (
-    aerial_clip,
+    Clip,
     make_studio,
     median,
     print_table,
     repeat_count,
+    split_clips,
     timed,
     use_tool_env,
 )
 from PIL import Image
 
-from rotoscope.media.synth import constant_rate_clip
 from rotoscope.pipeline import split
 from rotoscope.studio import Studio
 
@@ -41,12 +41,6 @@ STOCK_Q = range(1, 11)  # ffmpeg mjpeg qscale: 1 is finest; larger means smaller
 CALIBRATION_FRAMES = 120  # frames ffmpeg encodes per candidate while picking its settings
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 KIB = 1024
-
-
-@dataclass(frozen=True)
-class Clip:
-    label: str
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -192,18 +186,6 @@ def summarise(label: str, studio: Studio, folder: Path, job: FfmpegJpeg, ours: l
                   mean(mine) / KIB, mean(others) / KIB, job.label)
 
 
-def clips(scratch: Path) -> list[Clip]:
-    found: list[Clip] = []
-    aerial = aerial_clip()
-    if aerial is not None:
-        found.append(Clip("aerial 768x432 12.5fps 16s", aerial))
-    print("generating a 1920x1080 60 fps 10 s clip (not timed)...", flush=True)
-    generated = constant_rate_clip(scratch / "generated.mp4", size=(1920, 1080), fps=60,
-                                   seconds=10, audio=True)
-    found.append(Clip("generated 1920x1080 60fps 10s", generated))
-    return found
-
-
 def report(results: list[Result], repeat: int) -> None:
     headers = ["clip", "frames", "ours s", "ffmpeg s", "ratio", "ours KiB", "ffmpeg KiB",
                "ffmpeg -q:v"]
@@ -222,7 +204,7 @@ def main() -> None:
     use_tool_env()
     repeat = repeat_count()
     with tempfile.TemporaryDirectory(prefix="rotoscope-bench-split-") as scratch:
-        results = [bench_clip(clip, Path(scratch), repeat) for clip in clips(Path(scratch))]
+        results = [bench_clip(clip, Path(scratch), repeat) for clip in split_clips(Path(scratch))]
     report(results, repeat)
 
 

@@ -13,8 +13,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from rotoscope.media.synth import constant_rate_clip
 from rotoscope.studio import Studio, init_studio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +42,25 @@ def aerial_clip() -> Path | None:
         return path
     print(f"skipping the aerial clip: {path} not found (set ROTOSCOPE_MEDIA to the media folder)")
     return None
+
+
+@dataclass(frozen=True)
+class Clip:
+    label: str
+    path: Path
+
+
+def split_clips(scratch: Path) -> list[Clip]:
+    """The aerial clip (when present) and a generated 1080p 60 fps 10 s clip in ``scratch``."""
+    found: list[Clip] = []
+    aerial = aerial_clip()
+    if aerial is not None:
+        found.append(Clip("aerial 768x432 12.5fps 16s", aerial))
+    print("generating a 1920x1080 60 fps 10 s clip (not timed)...", flush=True)
+    generated = constant_rate_clip(scratch / "generated.mp4", size=(1920, 1080), fps=60,
+                                   seconds=10, audio=True)
+    found.append(Clip("generated 1920x1080 60fps 10s", generated))
+    return found
 
 
 def repeat_count() -> int:
