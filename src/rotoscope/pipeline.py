@@ -24,13 +24,13 @@ from rotoscope.media import (
     EncodeSettings,
     VideoInfo,
     decode_frames,
-    encode_image,
     encode_video,
     probe,
 )
 from rotoscope.media.decode import DecodedFrame, output_size
+from rotoscope.media.images import save_image
 from rotoscope.progress import progress_bar
-from rotoscope.store import atomic_write_bytes, atomic_write_text, md5_bytes, md5_file, replace_dir
+from rotoscope.store import atomic_write_text, md5_file, replace_dir, temp_beside
 from rotoscope.studio import SplitSettings, Studio
 
 _WORKERS = max(2, os.cpu_count() or 2)
@@ -97,7 +97,7 @@ def _estimated_count(info: VideoInfo, settings: SplitSettings) -> int | None:
 def _write_frames(
     info: VideoInfo, settings: SplitSettings, folder: Path, update: Callable[[int], None]
 ) -> tuple[list[Frame], int]:
-    """Encode pictures on worker threads (Pillow releases the GIL) while this thread decodes."""
+    """Encode on worker threads while this thread decodes (Pillow drops the GIL writing to a file)."""
     frames: list[Frame] = []
     reused = 0
     in_flight: deque[tuple[int, int, Future[tuple[str, int, bool]]]] = deque()
@@ -124,9 +124,10 @@ def _write_frames(
 def _store_frame(decoded: DecodedFrame, target: Path, settings: SplitSettings) -> tuple[str, int, bool]:
     if target.is_file():  # written atomically by an earlier run, so complete
         return md5_file(target), target.stat().st_size, True
-    data = encode_image(decoded.image, settings.format, settings.quality)
-    atomic_write_bytes(target, data)
-    return md5_bytes(data), len(data), False
+    with temp_beside(target) as temp:
+        save_image(decoded.image, temp, settings.format, settings.quality)
+        os.replace(temp, target)
+    return md5_file(target), target.stat().st_size, False
 
 
 def _video_record(studio: Studio, info: VideoInfo, md5: str) -> dict[str, object]:

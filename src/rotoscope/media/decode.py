@@ -94,11 +94,14 @@ def _frames(container: av.container.InputContainer, stream: av.VideoStream, info
 def _upright_rgb(frame: av.VideoFrame, stored_size: tuple[int, int]) -> Image.Image:
     width, height = stored_size
     resized = (width, height) != (frame.width, frame.height)
-    image = frame.to_image(
+    rgb = frame.reformat(
         width=width,
         height=height,
+        format="rgb24",
         interpolation="AREA" if resized else None,
         src_colorspace=frame.colorspace,
     )
+    plane = rgb.planes[0]  # one copy, where to_image makes three
+    image = Image.frombuffer("RGB", (width, height), plane, "raw", "RGB", plane.line_size, 1)
     rotation = normalise_rotation(frame.rotation)
     return image.transpose(_UPRIGHT[rotation]) if rotation else image

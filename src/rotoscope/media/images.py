@@ -13,17 +13,25 @@ FORMATS = ("jpg", "png", "webp")
 _PIL_NAMES = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
-def encode_image(image: Image.Image, fmt: str, quality: int) -> bytes:
-    """Encode deterministically: the same picture and settings give the same bytes, so the same md5."""
+def save_image(image: Image.Image, target: Path, fmt: str, quality: int) -> None:
+    """Encode straight into a file: Pillow then releases the GIL, so threads encode in parallel
+    (encoding into a BytesIO holds it)."""
+    image.save(target, _PIL_NAMES[fmt], **_options(fmt, quality))
+
+
+def _options(fmt: str, quality: int) -> dict[str, object]:
     if fmt not in _PIL_NAMES:
         raise ValueError(f"unknown frame format {fmt!r}; use one of {', '.join(FORMATS)}")
-    options: dict[str, object] = {}
     if fmt == "jpg":
-        options = {"quality": quality, "optimize": False}
-    elif fmt == "webp":
-        options = {"quality": quality, "method": 4}
-    elif fmt == "png":
-        options = {"compress_level": 6}
+        return {"quality": quality, "optimize": False}
+    if fmt == "webp":
+        return {"quality": quality, "method": 4}
+    return {"compress_level": 6}
+
+
+def encode_image(image: Image.Image, fmt: str, quality: int) -> bytes:
+    """Encode deterministically: the same picture and settings give the same bytes, so the same md5."""
+    options = _options(fmt, quality)
     buffer = io.BytesIO()
     image.save(buffer, _PIL_NAMES[fmt], **options)
     return buffer.getvalue()
