@@ -92,10 +92,14 @@ def schema_names() -> list[str]:
     return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".json"))
 
 
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema())
+
+
 def validate(document: Any, path: Path | str) -> None:
     """Check a manifest's shape and its internal consistency; raise one readable error."""
-    validator = jsonschema.Draft202012Validator(schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
         raise RotoscopeError(path, f"does not match {SCHEMA_ID} at {where}: {error.message}")
