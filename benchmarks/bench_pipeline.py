@@ -66,8 +66,14 @@ class Result:
 
 def dvc_repro(studio: Studio) -> str:
     """``dvc repro`` in the studio, as a user would run it; returns its standard output."""
-    completed = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=studio.root,
-                               env=tool_env(), capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=studio.root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"dvc repro failed ({completed.returncode}):\n{completed.stderr}")
     return completed.stdout
@@ -84,8 +90,13 @@ def cli(studio: Studio) -> None:
     manifest = studio.relative(studio.manifest_path(NAME))
     render = studio.relative(studio.render_path(NAME))
     for args in (["split", NAME], ["reassemble", manifest, "-o", render]):
-        subprocess.run([str(Path(sys.executable).parent / "rotoscope"), *args], cwd=studio.root,
-                       env=tool_env(), capture_output=True, check=True)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "rotoscope"), *args],
+            cwd=studio.root,
+            env=tool_env(),
+            capture_output=True,
+            check=True,
+        )
 
 
 def time_repro(studio: Studio) -> dict[str, float]:
@@ -128,7 +139,7 @@ def check_same(studios: list[Studio]) -> None:
 def one_run(clip: Clip, folder: Path, index: int) -> Run:
     """Fresh studios, then each way; the order rotates from one run to the next."""
     studios = {way: make_studio(folder / way, clip.path, NAME) for way in WAYS}
-    order = [*WAYS][index % len(WAYS):] + [*WAYS][:index % len(WAYS)]
+    order = [*WAYS][index % len(WAYS) :] + [*WAYS][: index % len(WAYS)]
     times: dict[str, float] = {}
     for way in order:
         times.update(WAYS[way](studios[way]))
@@ -143,9 +154,14 @@ def bench_clip(clip: Clip, scratch: Path, repeat: int) -> Result:
         folder = scratch / f"run-{index}"
         runs.append(one_run(clip, folder, index))
         shutil.rmtree(folder, ignore_errors=True)
-    return Result(clip.label, runs[0].frames, median([r.repro_s for r in runs]),
-                  median([r.noop_s for r in runs]), median([r.cli_s for r in runs]),
-                  median([r.direct_s for r in runs]))
+    return Result(
+        clip.label,
+        runs[0].frames,
+        median([r.repro_s for r in runs]),
+        median([r.noop_s for r in runs]),
+        median([r.cli_s for r in runs]),
+        median([r.direct_s for r in runs]),
+    )
 
 
 def clips(scratch: Path) -> list[Clip]:
@@ -159,13 +175,24 @@ def clips(scratch: Path) -> list[Clip]:
 
 def report(results: list[Result], repeat: int) -> None:
     headers = ["clip", "frames", "dvc repro s", "direct s", "ratio", "commands s", "no-op repro s"]
-    rows = [[r.label, f"{r.frames}", f"{r.repro_s:.2f}", f"{r.direct_s:.2f}", f"{r.ratio:.2f}",
-             f"{r.cli_s:.2f}", f"{r.noop_s:.2f}"] for r in results]
-    print(f"\nsplit + reassemble, median of {repeat} runs "
-          "(ratio = dvc repro / direct in-process calls)")
+    rows = [
+        [
+            r.label,
+            f"{r.frames}",
+            f"{r.repro_s:.2f}",
+            f"{r.direct_s:.2f}",
+            f"{r.ratio:.2f}",
+            f"{r.cli_s:.2f}",
+            f"{r.noop_s:.2f}",
+        ]
+        for r in results
+    ]
+    print(f"\nsplit + reassemble, median of {repeat} runs (ratio = dvc repro / direct in-process calls)")
     print_table(headers, rows)
-    print("commands = the two `rotoscope` stage commands run as processes without DVC: "
-          "commands - direct is process start-up, dvc repro - commands is DVC's own work")
+    print(
+        "commands = the two `rotoscope` stage commands run as processes without DVC: "
+        "commands - direct is process start-up, dvc repro - commands is DVC's own work"
+    )
 
 
 def main() -> None:

@@ -86,9 +86,10 @@ def pillow_job(quality: int) -> FfmpegJpeg:
     def matrix(table: list[int]) -> str:
         return ",".join(str(max(8, 8 * value)) for value in table)
 
-    return FfmpegJpeg(f"1 + Pillow q{quality} tables",
-                      ("-q:v", "1", "-intra_matrix", matrix(luma),
-                       "-chroma_intra_matrix", matrix(chroma)))
+    return FfmpegJpeg(
+        f"1 + Pillow q{quality} tables",
+        ("-q:v", "1", "-intra_matrix", matrix(luma), "-chroma_intra_matrix", matrix(chroma)),
+    )
 
 
 def stock_jobs() -> list[FfmpegJpeg]:
@@ -96,11 +97,31 @@ def stock_jobs() -> list[FfmpegJpeg]:
     return [FfmpegJpeg(str(q), ("-q:v", str(q))) for q in STOCK_Q]
 
 
-def ffmpeg_command(video: Path, folder: Path, job: FfmpegJpeg, frames: int | None = None,
-                   ) -> list[str]:
+def ffmpeg_command(
+    video: Path,
+    folder: Path,
+    job: FfmpegJpeg,
+    frames: int | None = None,
+) -> list[str]:
     limit = ["-frames:v", str(frames)] if frames else []
-    return [FFMPEG, "-v", "error", "-threads", "0", "-i", str(video), "-fps_mode", "passthrough",
-            "-qmin", "1", *job.args, "-huffman", "default", *limit, str(folder / "%06d.jpg")]
+    return [
+        FFMPEG,
+        "-v",
+        "error",
+        "-threads",
+        "0",
+        "-i",
+        str(video),
+        "-fps_mode",
+        "passthrough",
+        "-qmin",
+        "1",
+        *job.args,
+        "-huffman",
+        "default",
+        *limit,
+        str(folder / "%06d.jpg"),
+    ]
 
 
 def run_ffmpeg(video: Path, folder: Path, job: FfmpegJpeg, frames: int | None = None) -> None:
@@ -136,8 +157,10 @@ def calibrate(video: Path, folder: Path, target: float, quality: int) -> FfmpegJ
         if sizes[job] < target:  # sizes only shrink from here on
             break
     tried = ", ".join(f"[{job.label}] {size / KIB:.1f}" for job, size in sizes.items())
-    print(f"  calibration over {CALIBRATION_FRAMES} frames, KiB: ours {target / KIB:.1f}; "
-          f"ffmpeg -q:v {tried}", flush=True)
+    print(
+        f"  calibration over {CALIBRATION_FRAMES} frames, KiB: ours {target / KIB:.1f}; ffmpeg -q:v {tried}",
+        flush=True,
+    )
     return min(sizes, key=lambda job: abs(sizes[job] - target))
 
 
@@ -170,7 +193,7 @@ def bench_clip(clip: Clip, scratch: Path, repeat: int) -> Result:
     folder = scratch / f"ffmpeg-{clip.label}"
     time_ours(studio, "clip")  # warm-up, and the sizes the calibration aims at
     target = mean(our_sizes(studio, "clip")[:CALIBRATION_FRAMES])
-    job = calibrate(video, folder, target, studio.split_settings("clip").quality)
+    job = calibrate(video, folder, target, studio.split_job("clip")[1].quality)
     ours: list[float] = []
     theirs: list[float] = []
     for _ in range(repeat):
@@ -179,23 +202,45 @@ def bench_clip(clip: Clip, scratch: Path, repeat: int) -> Result:
     return summarise(clip.label, studio, folder, job, ours, theirs)
 
 
-def summarise(label: str, studio: Studio, folder: Path, job: FfmpegJpeg, ours: list[float],
-              theirs: list[float]) -> Result:
+def summarise(
+    label: str, studio: Studio, folder: Path, job: FfmpegJpeg, ours: list[float], theirs: list[float]
+) -> Result:
     mine, others = our_sizes(studio, "clip"), folder_sizes(folder)
-    return Result(label, len(mine), len(others), median(ours), median(theirs),
-                  mean(mine) / KIB, mean(others) / KIB, job.label)
+    return Result(
+        label,
+        len(mine),
+        len(others),
+        median(ours),
+        median(theirs),
+        mean(mine) / KIB,
+        mean(others) / KIB,
+        job.label,
+    )
 
 
 def report(results: list[Result], repeat: int) -> None:
-    headers = ["clip", "frames", "ours s", "ffmpeg s", "ratio", "ours KiB", "ffmpeg KiB",
-               "ffmpeg -q:v"]
-    rows = [[r.label, f"{r.ours_frames}", f"{r.ours_s:.2f}", f"{r.ffmpeg_s:.2f}", f"{r.ratio:.2f}",
-             f"{r.ours_kib:.1f}", f"{r.ffmpeg_kib:.1f}", r.setting] for r in results]
+    headers = ["clip", "frames", "ours s", "ffmpeg s", "ratio", "ours KiB", "ffmpeg KiB", "ffmpeg -q:v"]
+    rows = [
+        [
+            r.label,
+            f"{r.ours_frames}",
+            f"{r.ours_s:.2f}",
+            f"{r.ffmpeg_s:.2f}",
+            f"{r.ratio:.2f}",
+            f"{r.ours_kib:.1f}",
+            f"{r.ffmpeg_kib:.1f}",
+            r.setting,
+        ]
+        for r in results
+    ]
     print(f"\nsplit to JPEG files, median of {repeat} alternating runs (ratio = ours / ffmpeg)")
     print_table(headers, rows)
     for r in results:
-        counts = "same frame count" if r.ours_frames == r.ffmpeg_frames else (
-            f"FRAME COUNT MISMATCH: ours {r.ours_frames}, ffmpeg {r.ffmpeg_frames}")
+        counts = (
+            "same frame count"
+            if r.ours_frames == r.ffmpeg_frames
+            else (f"FRAME COUNT MISMATCH: ours {r.ours_frames}, ffmpeg {r.ffmpeg_frames}")
+        )
         verdict = "ok" if r.ratio <= TARGET_RATIO else f"ABOVE TARGET {TARGET_RATIO}"
         print(f"{r.label}: {counts}; ratio {r.ratio:.2f} {verdict}")
 

@@ -57,8 +57,9 @@ def split_clips(scratch: Path) -> list[Clip]:
     if aerial is not None:
         found.append(Clip("aerial 768x432 12.5fps 16s", aerial))
     print("generating a 1920x1080 60 fps 10 s clip (not timed)...", flush=True)
-    generated = constant_rate_clip(scratch / "generated.mp4", size=(1920, 1080), fps=60,
-                                   seconds=10, audio=True)
+    generated = constant_rate_clip(
+        scratch / "generated.mp4", size=(1920, 1080), fps=60, seconds=10, audio=True
+    )
     found.append(Clip("generated 1920x1080 60fps 10s", generated))
     return found
 

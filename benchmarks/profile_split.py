@@ -43,7 +43,7 @@ from PIL import Image
 
 import rotoscope.media.decode as decoding
 import rotoscope.pipeline as pipeline
-from rotoscope.media import decode_frames, encode_image, probe
+from rotoscope.media import decode_frames, probe
 from rotoscope.media.decode import DecodedFrame
 from rotoscope.store import atomic_write_bytes, md5_bytes, md5_file, temp_beside
 from rotoscope.studio import SplitSettings, Studio
@@ -70,9 +70,13 @@ def frombuffer_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> Picture:
     """The same pixels as ``to_image``: one C copy from the plane, no per-row Python loop."""
     width, height = size
     resized = size != (frame.width, frame.height)
-    plane = frame.reformat(format="rgb24", width=width, height=height,
-                           interpolation="AREA" if resized else None,
-                           src_colorspace=frame.colorspace).planes[0]
+    plane = frame.reformat(
+        format="rgb24",
+        width=width,
+        height=height,
+        interpolation="AREA" if resized else None,
+        src_colorspace=frame.colorspace,
+    ).planes[0]
     return Image.frombuffer("RGB", size, plane, "raw", "RGB", plane.line_size, 1)
 
 
@@ -105,8 +109,15 @@ def time_writes(path: Path, folder: Path) -> dict[str, float]:
         _one_frame(item, folder / f"{item.pts}.jpg", spent)
 
 
+def _jpeg_in_memory(image: Image.Image) -> bytes:
+    """Split's encode before it wrote straight to files: into a BytesIO, holding the GIL."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=QUALITY, optimize=False)
+    return buffer.getvalue()
+
+
 def _one_frame(item: DecodedFrame, target: Path, spent: dict[str, float]) -> None:
-    data = _step(spent, "encode", lambda: encode_image(item.image, "jpg", QUALITY))
+    data = _step(spent, "encode", lambda: _jpeg_in_memory(item.image))
     _step(spent, "md5", lambda: md5_bytes(data))
     _step(spent, "write+fsync", lambda: atomic_write_bytes(target, data))
     _step(spent, "write", lambda: target.with_suffix(".plain").write_bytes(data))
@@ -159,8 +170,7 @@ def to_devnull(picture: Picture, _: int) -> None:
         picture.save(handle, "JPEG", quality=QUALITY, optimize=False)
 
 
-def encode_rate(pictures: list[Picture], save: Callable[[Picture, int], None],
-                threads: int) -> float:
+def encode_rate(pictures: list[Picture], save: Callable[[Picture, int], None], threads: int) -> float:
     """Milliseconds of wall time per picture, encoding every picture twice over."""
     work = pictures * 2
     with ThreadPoolExecutor(threads) as pool:
@@ -244,8 +254,15 @@ def whatif_rows(clip: Clip, scratch: Path, repeat: int) -> list[list[str]]:
             seconds, md5s[name] = time_variant(studio, convert, store)
             times[name].append(seconds)
     base = median(times["current"])
-    return [[name, f"{median(runs):.2f}", f"{median(runs) / base:.2f}",
-             "yes" if md5s[name] == md5s["current"] else "NO"] for name, runs in times.items()]
+    return [
+        [
+            name,
+            f"{median(runs):.2f}",
+            f"{median(runs) / base:.2f}",
+            "yes" if md5s[name] == md5s["current"] else "NO",
+        ]
+        for name, runs in times.items()
+    ]
 
 
 # -- report ------------------------------------------------------------------------------------

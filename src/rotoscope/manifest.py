@@ -134,7 +134,12 @@ def load(path: Path) -> Manifest:
     return from_dict(document)
 
 
+def render(manifest: Manifest, path: Path) -> str:
+    """The manifest's text, validated: we never write what we could not read back."""
+    text = manifest.to_json()
+    validate(json.loads(text), path)
+    return text
+
+
 def save(manifest: Manifest, path: Path) -> None:
-    document = json.loads(manifest.to_json())
-    validate(document, path)  # never write what we could not read back
-    atomic_write_text(path, manifest.to_json())
+    atomic_write_text(path, render(manifest, path))

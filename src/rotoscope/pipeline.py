@@ -45,9 +45,7 @@ class SplitResult:
 
 def split(studio: Studio, name: str) -> SplitResult:
     """Decode ``name``'s video into frame files named by index, recorded by md5 in a manifest."""
-    entry = studio.video_entry(name)
-    settings = studio.split_settings(name)
-    video_path = studio.root / entry["file"]
+    video_path, settings = studio.split_job(name)
     info = probe(video_path)
     video_md5 = md5_file(video_path)
     scratch = studio.partial_dir(f"split-{name}")
@@ -70,9 +68,9 @@ def split(studio: Studio, name: str) -> SplitResult:
         end_pts=_end_pts(info, frames),
         frames=frames,
     )
-    manifests.validate(json.loads(result.to_json()), studio.manifest_path(name))
+    text = manifests.render(result, studio.manifest_path(name))  # before any frame is swapped in
     replace_dir(staged, studio.frames_dir(name))
-    manifests.save(result, studio.manifest_path(name))
+    atomic_write_text(studio.manifest_path(name), text)
     shutil.rmtree(scratch, ignore_errors=True)
     return SplitResult(studio.manifest_path(name), len(frames), reused)
 

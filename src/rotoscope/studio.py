@@ -147,20 +147,23 @@ class Studio:
         _yaml().dump(document, buffer)
         atomic_write_text(self.params_path, buffer.getvalue())
 
-    def videos(self) -> dict[str, Any]:
-        return dict(self.params().get("videos") or {})
+    def videos(self, document: Any = None) -> dict[str, Any]:
+        return dict((document or self.params()).get("videos") or {})
 
-    def video_entry(self, name: str) -> dict[str, Any]:
-        videos = self.videos()
+    def video_entry(self, name: str, document: Any = None) -> dict[str, Any]:
+        videos = self.videos(document)
         if name not in videos:
             known = ", ".join(videos) or "none yet; add one with `rotoscope add VIDEO`"
             raise RotoscopeError(self.params_path, f"no video named {name!r} (known: {known})")
         return dict(videos[name])
 
-    def split_settings(self, name: str) -> SplitSettings:
-        section = dict(self.params().get("split") or {})
-        section.update(self.video_entry(name).get("split") or {})
-        return SplitSettings.from_params(section, self.params_path)
+    def split_job(self, name: str) -> tuple[Path, SplitSettings]:
+        """The video file to split and its settings (its own overrides on top of ``split:``)."""
+        document = self.params()
+        entry = self.video_entry(name, document)
+        section = dict(document.get("split") or {})
+        section.update(entry.get("split") or {})
+        return self.root / entry["file"], SplitSettings.from_params(section, self.params_path)
 
     def encode_settings(self) -> EncodeSettings:
         section = dict(self.params().get("reassemble") or {})

@@ -2,7 +2,7 @@
 
 from rotoscope.media.decode import DecodedFrame, decode_frames, output_size
 from rotoscope.media.encode import EncodeSettings, encode_video
-from rotoscope.media.images import FORMATS, encode_image, load_rgb
+from rotoscope.media.images import FORMATS, save_image
 from rotoscope.media.probe import AudioInfo, VideoInfo, probe
 
 __all__ = [
@@ -12,9 +12,8 @@ __all__ = [
     "EncodeSettings",
     "VideoInfo",
     "decode_frames",
-    "encode_image",
     "encode_video",
-    "load_rgb",
     "output_size",
     "probe",
+    "save_image",
 ]
