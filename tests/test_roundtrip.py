@@ -187,3 +187,16 @@ def test_audio_is_copied_or_transcoded_as_the_container_needs(
         assert abs(seconds - 1.0) <= 0.05
     with av.open(str(out)) as container:
         assert len(list(container.decode(video=0))) == 25
+
+
+def test_written_files_get_the_usual_permissions(studio: Studio, tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (mode 0600); finished files must follow the umask."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    clip = constant_rate_clip(tmp_path / "clip.mp4", size=(64, 36), seconds=0.2)
+    render = round_trip(studio, clip, "clip")
+    first_frame = next(studio.frames_dir("clip").iterdir())
+    for path in (render, first_frame, studio.manifest_path("clip"), studio.root / "videos" / "clip.mp4"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

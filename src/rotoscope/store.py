@@ -20,6 +20,8 @@ from typing import Literal
 from rotoscope.errors import RotoscopeError
 
 _CHUNK = 1 << 20
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def md5_bytes(data: bytes) -> str:
@@ -44,6 +46,7 @@ def temp_beside(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(fd)
     temp = Path(name)
+    os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a finished file gets the usual mode
     try:
         yield temp
     finally:
@@ -57,7 +60,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
         os.replace(temp, path)
 
 
@@ -68,7 +70,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_copy(source: Path, target: Path) -> None:
     with temp_beside(target) as temp:
         shutil.copyfile(source, temp)
-        os.chmod(temp, 0o644)
         os.replace(temp, target)
 
 
