@@ -44,7 +44,7 @@ def test_rotation_matches_ffmpeg_autorotate(tmp_path: Path, rotation: int) -> No
         settings=LOSSLESS,
         audio=False,
     )
-    ours = np.asarray(next(iter(decode_frames(probe(clip)))).image, dtype=np.int16)
+    ours = np.asarray(next(iter(decode_frames(probe(clip)))).image().convert("RGB"), dtype=np.int16)
     reference = tmp_path / "ffmpeg.png"
     ffmpeg("-i", str(clip), "-frames:v", "1", str(reference))
     theirs = np.asarray(Image.open(reference).convert("RGB"), dtype=np.int16)

@@ -95,7 +95,11 @@ def _estimated_count(info: VideoInfo, settings: SplitSettings) -> int | None:
 def _write_frames(
     info: VideoInfo, settings: SplitSettings, folder: Path, update: Callable[[int], None]
 ) -> tuple[list[Frame], int]:
-    """Encode on worker threads while this thread decodes (Pillow drops the GIL writing to a file)."""
+    """Convert and encode on worker threads while this thread decodes.
+
+    PyAV's scaler and Pillow writing to a file both release the GIL, so the workers run in
+    parallel with each other and with FFmpeg's own decoding threads.
+    """
     frames: list[Frame] = []
     reused = 0
     in_flight: deque[tuple[int, int, Future[tuple[str, int, bool]]]] = deque()
@@ -112,7 +116,7 @@ def _write_frames(
         for index, decoded in enumerate(decode_frames(info, settings.fps, settings.max_side)):
             target = folder / f"{index:0{manifests.FRAME_NAME_DIGITS}d}.{settings.format}"
             in_flight.append((index, decoded.pts, pool.submit(_store_frame, decoded, target, settings)))
-            if len(in_flight) > 2 * _WORKERS:
+            if len(in_flight) > 4 * _WORKERS:
                 collect()
         while in_flight:
             collect()
@@ -123,7 +127,7 @@ def _store_frame(decoded: DecodedFrame, target: Path, settings: SplitSettings) -
     if target.is_file():  # written atomically by an earlier run, so complete
         return md5_file(target), target.stat().st_size, True
     with temp_beside(target) as temp:
-        save_image(decoded.image, temp, settings.format, settings.quality)
+        save_image(decoded.image(), temp, settings.format, settings.quality)
         os.replace(temp, target)
     return md5_file(target), target.stat().st_size, False
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from rotoscope.errors import RotoscopeError
@@ -22,8 +24,20 @@ _UPRIGHT = {
 
 @dataclass(frozen=True)
 class DecodedFrame:
+    """A decoded picture still in the codec's pixel format; ``image()`` makes the upright RGB.
+
+    The conversion is left to the caller so it can run on a worker thread: PyAV's scaler and
+    Pillow's encoders release the GIL, and doing it on the decoding thread serialises the split.
+    The picture is RGBX (RGB plus a padding byte): Pillow maps that layout straight from PyAV's
+    buffer where RGB would cost a copy, and its JPEG encoder takes it as it is.
+    """
+
     pts: int
-    image: Image.Image
+    frame: av.VideoFrame
+    size: tuple[int, int]  # stored (pre-rotation) output size
+
+    def image(self) -> Image.Image:
+        return _upright_rgb(self.frame, self.size)
 
 
 def output_size(info: VideoInfo, max_side: int | None) -> tuple[int, int]:
@@ -75,7 +89,7 @@ def decode_frames(
                 continue  # a repeated timestamp cannot be shown; keep the first picture
             last_pts = frame.pts
             if picker.wants(frame.pts):
-                yield DecodedFrame(frame.pts, _upright_rgb(frame, stored))
+                yield DecodedFrame(frame.pts, frame, stored)
     if info.declared_frames and decoded < info.declared_frames:
         raise RotoscopeError(
             info.path,
@@ -91,17 +105,29 @@ def _frames(container: av.container.InputContainer, stream: av.VideoStream, info
         raise RotoscopeError(info.path, f"damaged video data ({reason})") from None
 
 
+_LOCAL = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    """One scaler per thread, kept: building one per frame costs more than the conversion."""
+    if not hasattr(_LOCAL, "reformatter"):
+        _LOCAL.reformatter = VideoReformatter()
+    return _LOCAL.reformatter
+
+
 def _upright_rgb(frame: av.VideoFrame, stored_size: tuple[int, int]) -> Image.Image:
     width, height = stored_size
     resized = (width, height) != (frame.width, frame.height)
-    rgb = frame.reformat(
+    rgbx = _reformatter().reformat(
+        frame,
         width=width,
         height=height,
-        format="rgb24",
+        format="rgb0",
         interpolation="AREA" if resized else None,
         src_colorspace=frame.colorspace,
+        threads=1,  # callers convert frames in parallel; a scaler pool per frame only costs
     )
-    plane = rgb.planes[0]  # one copy, where to_image makes three
-    image = Image.frombuffer("RGB", (width, height), plane, "raw", "RGB", plane.line_size, 1)
+    plane = rgbx.planes[0]
+    image = Image.frombuffer("RGBX", (width, height), plane, "raw", "RGBX", plane.line_size, 1)
     rotation = normalise_rotation(frame.rotation)
     return image.transpose(_UPRIGHT[rotation]) if rotation else image

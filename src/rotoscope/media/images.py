@@ -8,12 +8,16 @@ from PIL import Image
 
 FORMATS = ("jpg", "png", "webp")
 _PIL_NAMES = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+_ACCEPTS = {"jpg": ("RGB", "RGBX"), "png": ("RGB",), "webp": ("RGB",)}  # RGBX is RGB + padding
 
 
 def save_image(image: Image.Image, target: Path, fmt: str, quality: int) -> None:
     """Encode straight into a file: Pillow then releases the GIL, so threads encode in parallel
     (encoding into a BytesIO holds it)."""
-    image.save(target, _PIL_NAMES[fmt], **_options(fmt, quality))
+    options = _options(fmt, quality)
+    if image.mode not in _ACCEPTS[fmt]:
+        image = image.convert("RGB")
+    image.save(target, _PIL_NAMES[fmt], **options)
 
 
 def _options(fmt: str, quality: int) -> dict[str, object]:
