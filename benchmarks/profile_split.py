@@ -1,32 +1,57 @@
-"""Where ``rotoscope`` split spends its time, and what two small changes would save.
+"""Where ``rotoscope`` split spends its time, and what two of its design decisions are worth.
 
-Three parts, on the same clips as ``bench_split.py``:
+The design (``src/rotoscope/media/decode.py`` and ``src/rotoscope/pipeline.py``):
+``decode_frames`` yields ``DecodedFrame(pts, frame, size)`` holding PyAV's raw
+``VideoFrame``, and the main thread of split only decodes. Its worker threads do the rest of
+each frame: ``DecodedFrame.image()`` (the conversion to an upright RGBX Pillow picture, mapped
+from PyAV's buffer without a copy), the JPEG encode into a temporary file, and the md5. Two
+decisions behind it, each measured here by undoing it:
 
-1. Stages, one thread, one after another: decode (PyAV), the conversion to a Pillow picture as
-   split does it (``VideoFrame.to_image``) and an equivalent one (``reformat`` to rgb24, then
-   ``Image.frombuffer`` with the plane's stride), JPEG encode, md5, and the write with and
-   without ``fsync``.
-2. Threads: JPEG encoding on 1 and 2 threads, into a ``BytesIO`` (as split does) and into a
-   real file (``os.devnull``, so no disk work is timed). Pillow holds the GIL while it encodes
-   into a ``BytesIO`` but not into a file that has a descriptor.
-3. What-if splits: the real ``split`` with its private helpers swapped, in this process only
-   (``src/`` is untouched), timed as the median of ``ROTOSCOPE_BENCH_REPEAT`` runs and checked
-   to write byte-identical frames (same md5s).
+- **Convert on the workers, not on the decoding thread.** PyAV's scaler and Pillow's file
+  encoder release the GIL, so conversions run in parallel on the workers; done in the decode
+  loop they run one at a time, between decodes.
+- **One kept scaler per thread, ``threads=1``.** ``VideoFrame.reformat()`` builds a new scaler
+  (SwsContext) for every frame and lets FFmpeg pick its thread count, which starts a pool of
+  threads for every frame (on a 2-core machine 2 per frame: 400 ``clone3`` calls for 200
+  frames under ``strace -c -f``). ``decode._reformatter()`` keeps one ``VideoReformatter`` per
+  thread instead, and ``_upright_rgb`` passes ``threads=1``: the workers already run in parallel.
+
+Two parts, on the same clips as ``bench_split.py``:
+
+1. Stages, one thread, one after another: decode only (``decode_frames``, PyAV with
+   ``thread_type`` AUTO), the conversion (``DecodedFrame.image()``, and for comparison the same
+   conversion through ``frame.reformat`` as before), the JPEG encode into a file
+   (``save_image``: Pillow, quality 95, ``optimize=False``) and the md5 of that file. Decoding
+   is a pass of its own; the other stages are timed frame by frame in one more pass.
+2. What-if splits: the real ``pipeline.split`` on a fresh studio for every run (studio setup is
+   not timed), as it is ("current") and with each decision undone, then both. Each figure is
+   the median of ``ROTOSCOPE_BENCH_REPEAT`` runs, the variants' order rotating; the ratio is
+   against "current", and "same md5s" says whether every frame file is byte-identical to the
+   current code's.
+
+The variants are small context managers that set module attributes in this process only and
+restore them on exit; no file under ``src/`` changes. They rely on private names
+(``decode._reformatter``, ``pipeline.decode_frames`` as ``_write_frames`` looks it up), so if
+those change this script needs updating.
+
+"threads started" counts how far the kernel's last assigned PID (``/proc/loadavg``) moved during
+a step: every thread or process started on the machine takes one, so it counts ours plus
+whatever else started meanwhile (the smallest of the runs is printed; "n/a" off Linux).
 
 Run: ``.venv/bin/python benchmarks/profile_split.py``
 """
 
 from __future__ import annotations
 
-import io
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import av
 from benchlib import (
@@ -36,7 +61,6 @@ from benchlib import (
     print_table,
     repeat_count,
     split_clips,
-    timed,
     use_tool_env,
 )
 from PIL import Image
@@ -44,246 +68,236 @@ from PIL import Image
 import rotoscope.media.decode as decoding
 import rotoscope.pipeline as pipeline
 from rotoscope.media import decode_frames, probe
-from rotoscope.media.decode import DecodedFrame
-from rotoscope.store import atomic_write_bytes, md5_bytes, md5_file, temp_beside
-from rotoscope.studio import SplitSettings, Studio
+from rotoscope.media.images import save_image
+from rotoscope.store import md5_file
 
-QUALITY = 95
-THREAD_SAMPLE = 24  # pictures kept in memory for the threading test
-Picture = Image.Image
-Store = Callable[[DecodedFrame, Path, SplitSettings], tuple[str, int, bool]]
-Convert = Callable[[av.VideoFrame, tuple[int, int]], Picture]
+QUALITY = 95  # the studio's default, as split uses it
+T = TypeVar("T")
 
 
-# -- 1. stages ---------------------------------------------------------------------------------
+# -- threads started -----------------------------------------------------------------------------
 
 
-def decoded(path: Path) -> Iterator[av.VideoFrame]:
-    """Every frame, decoded the way split decodes (FFmpeg's own threads)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        yield from container.decode(stream)
+def last_pid() -> int | None:
+    """The PID the kernel assigned last (threads take PIDs too), or None where unknown."""
+    try:
+        return int(Path("/proc/loadavg").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
-def frombuffer_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> Picture:
-    """The same pixels as ``to_image``: one C copy from the plane, no per-row Python loop."""
-    width, height = size
-    resized = size != (frame.width, frame.height)
-    plane = frame.reformat(
-        format="rgb24",
-        width=width,
-        height=height,
-        interpolation="AREA" if resized else None,
-        src_colorspace=frame.colorspace,
-    ).planes[0]
-    return Image.frombuffer("RGB", size, plane, "raw", "RGB", plane.line_size, 1)
-
-
-def time_decode(path: Path) -> tuple[float, int]:
-    """Seconds to decode every frame, and how many there are."""
-    count: list[int] = []
-    seconds = timed(lambda: count.append(sum(1 for _ in decoded(path))))
-    return seconds, count[0]
-
-
-def convert_all(path: Path) -> None:
-    for frame in decoded(path):  # one picture at a time: keeping them all would swap
-        frombuffer_rgb(frame, (frame.width, frame.height))
-
-
-def time_frombuffer(path: Path) -> float:
-    return timed(lambda: convert_all(path))
-
-
-def time_writes(path: Path, folder: Path) -> dict[str, float]:
-    """One pass of split's own decode_frames, timing each later step of every frame."""
-    spent = dict.fromkeys(["decode+to_image", "encode", "md5", "write+fsync", "write"], 0.0)
-    frames = decode_frames(probe(path))
-    while True:
-        start = time.perf_counter()
-        item = next(frames, None)
-        spent["decode+to_image"] += time.perf_counter() - start
-        if item is None:
-            return spent
-        _one_frame(item, folder / f"{item.pts}.jpg", spent)
-
-
-def _jpeg_in_memory(image: Image.Image) -> bytes:
-    """Split's encode before it wrote straight to files: into a BytesIO, holding the GIL."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=QUALITY, optimize=False)
-    return buffer.getvalue()
-
-
-def _one_frame(item: DecodedFrame, target: Path, spent: dict[str, float]) -> None:
-    data = _step(spent, "encode", lambda: _jpeg_in_memory(item.image))
-    _step(spent, "md5", lambda: md5_bytes(data))
-    _step(spent, "write+fsync", lambda: atomic_write_bytes(target, data))
-    _step(spent, "write", lambda: target.with_suffix(".plain").write_bytes(data))
-
-
-def _step(spent: dict[str, float], name: str, action: Callable[[], object]) -> object:
+def measured(action: Callable[[], T]) -> tuple[T, float, int | None]:
+    """``action()``'s result, its wall-clock seconds, and the PIDs taken meanwhile."""
+    before = last_pid()
     start = time.perf_counter()
     result = action()
-    spent[name] += time.perf_counter() - start
-    return result
+    seconds = time.perf_counter() - start
+    after = last_pid()
+    started = None if before is None or after is None or after < before else after - before
+    return result, seconds, started  # after < before: the PIDs wrapped around
 
 
-def stage_rows(clip: Clip, scratch: Path) -> list[list[str]]:
-    decode_s, frames = time_decode(clip.path)
-    folder = scratch / "stages"
-    folder.mkdir(exist_ok=True)
-    spent = time_writes(clip.path, folder)
-    shutil.rmtree(folder)
-    stages = {
-        "decode (PyAV)": decode_s,
-        "to_image (as split)": spent.pop("decode+to_image") - decode_s,
-        "reformat + frombuffer (alternative)": time_frombuffer(clip.path) - decode_s,
-        "JPEG encode (Pillow, to bytes)": spent["encode"],
-        "md5": spent["md5"],
-        "atomic write + fsync (as split)": spent["write+fsync"],
-        "plain write, no fsync (alternative)": spent["write"],
-    }
-    return [[name, f"{s:.2f}", f"{1000 * s / frames:.2f}"] for name, s in stages.items()]
+def started_text(count: int | None) -> str:
+    return "n/a" if count is None else str(count)
 
 
-# -- 2. threads --------------------------------------------------------------------------------
-
-
-def sample_pictures(path: Path) -> list[Picture]:
-    pictures: list[Picture] = []
-    for frame in decoded(path):
-        pictures.append(frombuffer_rgb(frame, (frame.width, frame.height)))
-        if len(pictures) == THREAD_SAMPLE:
-            break
-    return pictures
-
-
-def to_bytesio(picture: Picture, _: int) -> None:
-    picture.save(io.BytesIO(), "JPEG", quality=QUALITY, optimize=False)
-
-
-def to_devnull(picture: Picture, _: int) -> None:
-    """A real file descriptor, so Pillow encodes without the GIL, but no disk work."""
-    with open(os.devnull, "wb") as handle:
-        picture.save(handle, "JPEG", quality=QUALITY, optimize=False)
-
-
-def encode_rate(pictures: list[Picture], save: Callable[[Picture, int], None], threads: int) -> float:
-    """Milliseconds of wall time per picture, encoding every picture twice over."""
-    work = pictures * 2
-    with ThreadPoolExecutor(threads) as pool:
-        seconds = timed(lambda: list(pool.map(save, work, range(len(work)))))
-    return 1000 * seconds / len(work)
-
-
-def thread_rows(clip: Clip) -> list[list[str]]:
-    pictures = sample_pictures(clip.path)
-    rows = []
-    for label, save in (("into BytesIO (as split)", to_bytesio), ("into a file", to_devnull)):
-        encode_rate(pictures[:4], save, 2)  # warm-up
-        one, two = encode_rate(pictures, save, 1), encode_rate(pictures, save, 2)
-        rows.append([label, f"{one:.2f}", f"{two:.2f}", f"{one / two:.2f}"])
-    return rows
-
-
-# -- 3. what-if splits -------------------------------------------------------------------------
-
-
-def upright_frombuffer(frame: av.VideoFrame, stored: tuple[int, int]) -> Picture:
-    """``decode._upright_rgb`` with the conversion swapped for :func:`frombuffer_rgb`."""
-    picture = frombuffer_rgb(frame, stored)
-    rotation = decoding.normalise_rotation(frame.rotation)
-    return picture.transpose(decoding._UPRIGHT[rotation]) if rotation else picture
-
-
-def store_via_file(fsync: bool) -> Store:
-    """``pipeline._store_frame`` encoding straight into the temporary file (JPEG only)."""
-
-    def store(item: DecodedFrame, target: Path, settings: SplitSettings) -> tuple[str, int, bool]:
-        if target.is_file():
-            return md5_file(target), target.stat().st_size, True
-        with temp_beside(target) as temp:
-            with open(temp, "wb") as handle:
-                item.image.save(handle, "JPEG", quality=settings.quality, optimize=False)
-                handle.flush()
-                if fsync:
-                    os.fsync(handle.fileno())
-            os.chmod(temp, 0o644)
-            os.replace(temp, target)
-        return md5_file(target), target.stat().st_size, False
-
-    return store
-
-
-def variants() -> dict[str, tuple[Convert, Store]]:
-    current = (decoding._upright_rgb, pipeline._store_frame)
-    return {
-        "current": current,
-        "frombuffer conversion": (upright_frombuffer, current[1]),
-        "frombuffer + encode into the file": (upright_frombuffer, store_via_file(True)),
-        "frombuffer + encode into the file, no fsync": (upright_frombuffer, store_via_file(False)),
-    }
+# -- what-if variants ----------------------------------------------------------------------------
 
 
 @contextmanager
-def swapped(convert: Convert, store: Store) -> Iterator[None]:
-    saved = decoding._upright_rgb, pipeline._store_frame
-    decoding._upright_rgb, pipeline._store_frame = convert, store
+def patched(module: object, name: str, value: object) -> Iterator[None]:
+    """``module.name = value`` for the length of the block, in this process only."""
+    saved = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        decoding._upright_rgb, pipeline._store_frame = saved
+        setattr(module, name, saved)
 
 
-def time_variant(studio: Studio, convert: Convert, store: Store) -> tuple[float, list[str]]:
-    shutil.rmtree(studio.frames_dir("clip"), ignore_errors=True)
-    with swapped(convert, store):
-        seconds = timed(lambda: pipeline.split(studio, "clip"))
-    return seconds, [frame.md5 for frame in studio.load_manifest("clip").frames]
+@dataclass(frozen=True)
+class PreConverted:
+    """A frame converted on the decoding thread: ``image()`` hands back the finished picture."""
+
+    pts: int
+    picture: Image.Image
+
+    def image(self) -> Image.Image:
+        return self.picture
 
 
-def whatif_rows(clip: Clip, scratch: Path, repeat: int) -> list[list[str]]:
-    studio = make_studio(scratch / "whatif", clip.path, "clip")
-    time_variant(studio, *variants()["current"])  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in variants()}
-    md5s: dict[str, list[str]] = {}
-    for _ in range(repeat):
-        for name, (convert, store) in variants().items():
-            seconds, md5s[name] = time_variant(studio, convert, store)
-            times[name].append(seconds)
-    base = median(times["current"])
+@contextmanager
+def convert_on_decoding_thread() -> Iterator[None]:
+    """Undo decision 1: ``_write_frames`` gets frames converted in its decode loop (the same
+    ``DecodedFrame.image()``), so its workers only encode and md5."""
+    real = pipeline.decode_frames
+
+    def decode_and_convert(*args: Any, **kwargs: Any) -> Iterator[PreConverted]:
+        for decoded in real(*args, **kwargs):
+            yield PreConverted(decoded.pts, decoded.image())
+
+    with patched(pipeline, "decode_frames", decode_and_convert):
+        yield
+
+
+class ScalerPerFrame:
+    """Stands in for the kept ``VideoReformatter``: converts through ``frame.reformat``, which
+    builds a new scaler for every frame, and drops ``threads=1`` so FFmpeg picks the count."""
+
+    def reformat(self, frame: av.VideoFrame, **options: Any) -> av.VideoFrame:
+        options.pop("threads", None)
+        return frame.reformat(**options)
+
+
+@contextmanager
+def scaler_per_frame() -> Iterator[None]:
+    """Undo decision 2: ``_upright_rgb`` unchanged, but its ``_reformatter()`` gives a
+    :class:`ScalerPerFrame`."""
+    with patched(decoding, "_reformatter", ScalerPerFrame):
+        yield
+
+
+@contextmanager
+def both_undone() -> Iterator[None]:
+    """Close to the design before (which also converted to RGB rather than RGBX)."""
+    with convert_on_decoding_thread(), scaler_per_frame():
+        yield
+
+
+VARIANTS: dict[str, Callable[[], AbstractContextManager[None]]] = {
+    "current": nullcontext,
+    "convert on the decoding thread": convert_on_decoding_thread,
+    "a new scaler per frame, automatic threads": scaler_per_frame,
+    "both of those (about the design before)": both_undone,
+}
+
+
+# -- 1. stages -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    seconds: float = 0.0
+    started: int | None = 0
+
+    def add(self, seconds: float, started: int | None) -> None:
+        self.seconds += seconds
+        self.started = None if self.started is None or started is None else self.started + started
+
+
+def decode_only(path: Path) -> tuple[Stage, int]:
+    """One pass of split's own ``decode_frames`` with nothing else done; and the frame count."""
+    info = probe(path)
+    count, seconds, started = measured(lambda: sum(1 for _ in decode_frames(info)))
+    return Stage(seconds, started), count
+
+
+def later_stages(path: Path, folder: Path) -> dict[str, Stage]:
+    """One more decoding pass, timing each later step of every frame on this thread."""
+    stages = {name: Stage() for name in ("convert", "convert before", "encode", "md5")}
+
+    def step(name: str, action: Callable[[], T]) -> T:
+        result, seconds, started = measured(action)
+        stages[name].add(seconds, started)
+        return result
+
+    for index, decoded in enumerate(decode_frames(probe(path))):
+        target = folder / f"{index:06d}.jpg"
+        picture = step("convert", decoded.image)
+        with scaler_per_frame():
+            step("convert before", decoded.image)
+        step("encode", partial(save_image, picture, target, "jpg", QUALITY))
+        step("md5", partial(md5_file, target))
+        target.unlink()  # not timed; keeps the scratch folder small
+    return stages
+
+
+def stage_rows(clip: Clip, scratch: Path) -> list[list[str]]:
+    decode, frames = decode_only(clip.path)
+    folder = scratch / "stages"
+    folder.mkdir(exist_ok=True)
+    later = later_stages(clip.path, folder)
+    shutil.rmtree(folder)
+    total = Stage()
+    for stage in (decode, later["convert"], later["encode"], later["md5"]):
+        total.add(stage.seconds, stage.started)
+    rows = {
+        "decode only (PyAV, thread_type AUTO)": decode,
+        "convert: DecodedFrame.image() (kept scaler, threads=1)": later["convert"],
+        "  same, a new scaler per frame, automatic threads": later["convert before"],
+        f"JPEG encode into a file (Pillow, q{QUALITY}, optimize=False)": later["encode"],
+        "md5 of the file": later["md5"],
+        "sum of the current stages": total,
+    }
     return [
-        [
-            name,
-            f"{median(runs):.2f}",
-            f"{median(runs) / base:.2f}",
-            "yes" if md5s[name] == md5s["current"] else "NO",
-        ]
-        for name, runs in times.items()
+        [name, f"{s.seconds:.2f}", f"{1000 * s.seconds / frames:.2f}", started_text(s.started)]
+        for name, s in rows.items()
     ]
 
 
-# -- report ------------------------------------------------------------------------------------
+# -- 2. what-if splits ---------------------------------------------------------------------------
+
+
+def split_once(clip: Clip, root: Path, variant: str) -> tuple[float, int | None, list[str]]:
+    """Seconds, threads started and frame md5s of one split of ``clip`` in a fresh studio."""
+    studio = make_studio(root, clip.path, "clip")
+    try:
+        with VARIANTS[variant]():
+            _, seconds, started = measured(lambda: pipeline.split(studio, "clip"))
+        return seconds, started, [frame.md5 for frame in studio.load_manifest("clip").frames]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root.with_name(f"{root.name}-remote"), ignore_errors=True)
+
+
+def whatif_rows(clip: Clip, scratch: Path, repeat: int) -> list[list[str]]:
+    root = scratch / "whatif"
+    split_once(clip, root, "current")  # warm-up, not counted
+    names = list(VARIANTS)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    started: dict[str, list[int | None]] = {name: [] for name in names}
+    md5s: dict[str, list[str]] = {}
+    for run in range(repeat):
+        for name in names[run % len(names) :] + names[: run % len(names)]:
+            seconds, count, md5s[name] = split_once(clip, root, name)
+            times[name].append(seconds)
+            started[name].append(count)
+    base = median(times["current"])
+    rows = []
+    for name in names:
+        counts = started[name]
+        fewest = None if None in counts else min(c for c in counts if c is not None)
+        rows.append(
+            [
+                name,
+                f"{median(times[name]):.2f}",
+                f"{median(times[name]) / base:.2f}",
+                started_text(fewest),
+                "yes" if md5s[name] == md5s["current"] else "NO",
+            ]
+        )
+    return rows
+
+
+# -- report --------------------------------------------------------------------------------------
 
 
 def profile_clip(clip: Clip, scratch: Path, repeat: int) -> None:
     print(f"\n== {clip.label}")
     print("\n1. stages, one thread, one after another")
-    print_table(["stage", "total s", "ms/frame"], stage_rows(clip, scratch))
-    print(f"\n2. JPEG encode on threads ({THREAD_SAMPLE} pictures, each twice; ms/picture)")
-    print_table(["encode", "1 thread", "2 threads", "speed-up"], thread_rows(clip))
-    print(f"\n3. whole split with swapped helpers, median of {repeat} (ratio = / current)")
-    print_table(["split", "s", "ratio", "same md5s"], whatif_rows(clip, scratch, repeat))
+    print_table(["stage", "total s", "ms/frame", "threads started"], stage_rows(clip, scratch))
+    print(f"\n2. whole split, median of {repeat} (ratio = / current)")
+    print_table(["split", "s", "ratio", "threads started", "same md5s"], whatif_rows(clip, scratch, repeat))
 
 
 def main() -> None:
     use_tool_env()
     repeat = repeat_count()
     with tempfile.TemporaryDirectory(prefix="rotoscope-profile-split-") as scratch:
+        start = time.perf_counter()
         for clip in split_clips(Path(scratch)):
             profile_clip(clip, Path(scratch), repeat)
+    print(f"\n(all of it took {time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":

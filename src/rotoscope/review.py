@@ -1,4 +1,4 @@
-"""Looking at what a studio holds: manifest summaries and blob verification."""
+"""Looking at what a studio holds: manifest summaries, blob verification, contact sheets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
@@ -115,3 +117,46 @@ def _problem(root: Path, manifest: Path, index: int, where: Path, check: BlobChe
         return f"{shown}: missing (frame {index} of {name}, md5 {check.md5}; not in the cache either)"
     held = check.where.relative_to(root) if check.where and check.where.is_relative_to(root) else check.where
     return f"{held}: corrupt (frame {index} of {name}: content does not match md5 {check.md5})"
+
+
+# -- contact sheets ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SheetTile:
+    picture: Image.Image
+    title: str  # the filter's name, or "original"
+    caption: str  # artist and title of the artwork, kind of filter
+
+
+def contact_sheet(tiles: list[SheetTile], tile_side: int = 320, columns: int = 4) -> Image.Image:
+    """Labelled thumbnails on a grid, the way a user compares filters at a glance."""
+    thumbs = []
+    for tile in tiles:
+        thumb = tile.picture.copy()
+        thumb.thumbnail((tile_side, tile_side), Image.Resampling.LANCZOS)
+        thumbs.append(thumb)
+    cell_w = max(thumb.width for thumb in thumbs)
+    cell_h = max(thumb.height for thumb in thumbs)
+    pad, label = 12, 40
+    columns = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (pad + columns * (cell_w + pad), pad + rows * (cell_h + label + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    bold, small = ImageFont.load_default(size=15), ImageFont.load_default(size=12)
+    for n, (tile, thumb) in enumerate(zip(tiles, thumbs, strict=True)):
+        row, column = divmod(n, columns)
+        x, y = pad + column * (cell_w + pad), pad + row * (cell_h + label + pad)
+        sheet.paste(thumb, (x + (cell_w - thumb.width) // 2, y))
+        draw.text((x, y + cell_h + 4), _fit(draw, tile.title, bold, cell_w), fill="black", font=bold)
+        draw.text((x, y + cell_h + 22), _fit(draw, tile.caption, small, cell_w), fill="#555555", font=small)
+    return sheet
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    """``text`` cut with an ellipsis so it fits ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"

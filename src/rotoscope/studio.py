@@ -16,6 +16,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from rotoscope import manifest as manifests
+from rotoscope import schemas
 from rotoscope.errors import RotoscopeError
 from rotoscope.media import FORMATS, EncodeSettings, probe
 from rotoscope.store import (
@@ -236,10 +237,10 @@ def init_studio(root: Path, remote: Path | None = None) -> tuple[Studio, list[st
             keep.parent.mkdir(parents=True)
             keep.touch()
             created.append(f"{folder}/")
-    for schema_file in manifests.schema_names():
+    for schema_file in schemas.schema_names():
         target = root / "schemas" / schema_file
         if not target.exists():
-            atomic_write_text(target, manifests.schema_text(schema_file))
+            atomic_write_text(target, schemas.schema_text(schema_file))
             created.append(f"schemas/{schema_file}")
     if dvc_default_remote(root) is None:
         location = (remote or default_remote_for(root)).resolve()

@@ -1,0 +1,189 @@
+"""One way to apply any filter to a picture: strength, colour preservation, size, and tiling.
+
+A :class:`Stylizer` turns an RGB array into the same-sized stylized array. Trained filters run
+their network on the whole picture, or, when it would not fit the memory budget, on overlapping
+tiles whose overlaps are cross-faded so no seam shows. Instant filters work at their network's
+384 px and are scaled back up, as Magenta's model is meant to be used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from rotoscope.errors import RotoscopeError
+from rotoscope.filters import instant
+from rotoscope.filters.card import load_card
+from rotoscope.filters.catalogue import filter_entry
+from rotoscope.store import md5_file
+from rotoscope.studio import Studio
+
+DEFAULT_MEMORY_MB = 1024
+TILE_OVERLAP = 64
+_LIVE_TENSORS = 12  # full-resolution activations alive at once in the transformer, measured loosely
+
+
+class Stylizer(Protocol):
+    name: str
+
+    def stylize(self, picture: np.ndarray) -> np.ndarray:
+        """HxWx3 float32 RGB 0-255 in, the same shape out (unclipped)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    strength: float = 1.0  # 0 keeps the photo, 1 is the filter alone
+    preserve_color: bool = False  # keep the photo's colours, take the filter's light and texture
+    max_side: int | None = None  # shrink the photo first (longest side, pixels)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise RotoscopeError(None, f"strength must be between 0 and 1, not {self.strength}")
+        if self.max_side is not None and self.max_side < 16:
+            raise RotoscopeError(None, f"max side must be at least 16 pixels, not {self.max_side}")
+
+
+class TrainedStylizer:
+    """A Keras transformer network, tiled when a picture is larger than the memory budget allows."""
+
+    def __init__(self, name: str, model, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
+        import tensorflow as tf
+
+        self.name = name
+        self._run = tf.function(model, reduce_retracing=True)
+        first_conv = next(layer for layer in model.layers if layer.__class__.__name__ == "Conv2D")
+        bytes_per_pixel = 4 * first_conv.filters * _LIVE_TENSORS
+        self.tile_side = max(128, int(math.sqrt(memory_mb * 2**20 / bytes_per_pixel)) // 4 * 4)
+
+    def stylize(self, picture: np.ndarray) -> np.ndarray:
+        height, width = picture.shape[:2]
+        if height <= self.tile_side and width <= self.tile_side:
+            return self.network(picture)
+        return stylize_tiled(self.network, picture, self.tile_side, TILE_OVERLAP)
+
+    def network(self, picture: np.ndarray) -> np.ndarray:
+        """The network on one picture, padded by reflection to a multiple of 4 (two stride-2 convs)."""
+        height, width = picture.shape[:2]
+        padded = np.pad(picture, ((0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
+        return np.asarray(self._run(padded[None]))[0, :height, :width]
+
+
+class InstantStylizer:
+    """Magenta's arbitrary-style transformer driven by one style's embedding."""
+
+    def __init__(self, name: str, embedding: np.ndarray) -> None:
+        self.name = name
+        self.embedding = embedding
+
+    def stylize(self, picture: np.ndarray) -> np.ndarray:
+        height, width = picture.shape[:2]
+        scale = instant.WORK_SIDE / max(height, width)
+        small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+        small = Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).resize(
+            (small_w, small_h), Image.Resampling.LANCZOS
+        )
+        square = np.asarray(small, dtype=np.float32) / 255.0
+        pad = ((0, instant.WORK_SIDE - small_h), (0, instant.WORK_SIDE - small_w), (0, 0))
+        square = np.pad(square, pad, mode="reflect" if min(small_h, small_w) > 1 else "edge")
+        drawn = instant.transform(square, self.embedding)[:small_h, :small_w]
+        out = Image.fromarray((np.clip(drawn, 0, 1) * 255 + 0.5).astype(np.uint8))
+        return np.asarray(out.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32)
+
+
+def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB) -> Stylizer:
+    """The filter ``name``, checked against its card: a model that is not the card's is refused."""
+    entry = filter_entry(studio, name)
+    card = load_card(entry.card)
+    if card.model is None:
+        raise RotoscopeError(entry.card, f"filter {name!r} has no model yet (run `dvc repro`)")
+    if not entry.model.is_file():
+        raise RotoscopeError(entry.model, "model file missing (run `dvc pull` or `dvc repro`)")
+    if md5_file(entry.model) != card.model["md5"]:
+        raise RotoscopeError(entry.model, "model file is not the one its card records (run `dvc checkout`)")
+    if entry.kind == "instant":
+        return InstantStylizer(name, instant.load_embedding(entry.model))
+    from rotoscope.filters.network import load_transformer
+
+    return TrainedStylizer(name, load_transformer(entry.model), memory_mb)
+
+
+def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings) -> Image.Image:
+    """The photo through the filter, at ``settings``' strength, colour and size."""
+    if settings.max_side and max(photo.size) > settings.max_side:
+        scale = settings.max_side / max(photo.size)
+        size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+        photo = photo.resize(size, Image.Resampling.LANCZOS)
+    if settings.strength == 0:
+        return photo.copy()
+    original = np.asarray(photo, dtype=np.float32)
+    styled = np.clip(stylizer.stylize(original), 0, 255)
+    if settings.preserve_color:
+        styled = keep_colours(styled, original)
+    mixed = settings.strength * styled + (1 - settings.strength) * original
+    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
+
+
+def keep_colours(styled: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """The stylized luminance with the original's chroma (Gatys et al. 2016, luminance transfer)."""
+    luma = Image.fromarray(styled.astype(np.uint8)).convert("YCbCr").getchannel("Y")
+    _, cb, cr = Image.fromarray(original.astype(np.uint8)).convert("YCbCr").split()
+    return np.asarray(Image.merge("YCbCr", (luma, cb, cr)).convert("RGB"), dtype=np.float32)
+
+
+# -- tiles ---------------------------------------------------------------------------------------
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Where tiles start along one axis so they cover it with at least ``overlap`` shared pixels."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def _ramp(length: int, start: int, size: int, overlap: int) -> np.ndarray:
+    """1 inside the tile, rising linearly across an overlap at any edge that is not the picture's."""
+    weights = np.ones(size, dtype=np.float32)
+    fade = np.linspace(0, 1, overlap + 2, dtype=np.float32)[1:-1]
+    if start > 0:
+        weights[:overlap] = np.minimum(weights[:overlap], fade)
+    if start + size < length:
+        weights[-overlap:] = np.minimum(weights[-overlap:], fade[::-1])
+    return weights
+
+
+def stylize_tiled(network, picture: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """Run ``network`` on overlapping tiles and cross-fade them into one picture."""
+    height, width = picture.shape[:2]
+    total = np.zeros((height, width, 3), dtype=np.float32)
+    weight = np.zeros((height, width, 1), dtype=np.float32)
+    for top in tile_starts(height, tile, overlap):
+        for left in tile_starts(width, tile, overlap):
+            bottom, right = min(height, top + tile), min(width, left + tile)
+            styled = network(picture[top:bottom, left:right])
+            ramp = np.outer(
+                _ramp(height, top, bottom - top, overlap), _ramp(width, left, right - left, overlap)
+            )[..., None]
+            total[top:bottom, left:right] += styled * ramp
+            weight[top:bottom, left:right] += ramp
+    return total / weight
+
+
+def picture_files(path: Path) -> list[Path]:
+    """A photo, or the photos in a folder (not recursive), sorted."""
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+        if not found:
+            raise RotoscopeError(path, f"no photos in this folder ({', '.join(PHOTO_SUFFIXES)})")
+        return found
+    return [path]
+
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")

