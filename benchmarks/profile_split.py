@@ -26,8 +26,8 @@ Two parts, on the same clips as ``bench_split.py``:
 2. What-if splits: the real ``pipeline.split`` on a fresh studio for every run (studio setup is
    not timed), as it is ("current") and with each decision undone, then both. Each figure is
    the median of ``ROTOSCOPE_BENCH_REPEAT`` runs, the variants' order rotating; the ratio is
-   against "current", and "same md5s" says whether every frame file is byte-identical to the
-   current code's.
+   against "current", and "same md5s" says whether every run wrote every frame file
+   byte-identical to the current code's.
 
 The variants are small context managers that set module attributes in this process only and
 restore them on exit; no file under ``src/`` changes. They rely on private names
@@ -36,7 +36,9 @@ those change this script needs updating.
 
 "threads started" counts how far the kernel's last assigned PID (``/proc/loadavg``) moved during
 a step: every thread or process started on the machine takes one, so it counts ours plus
-whatever else started meanwhile (the smallest of the runs is printed; "n/a" off Linux).
+whatever else started meanwhile. The splits print the smallest count of their runs; a step in
+which the PIDs wrapped around (at ``/proc/sys/kernel/pid_max``) counts as unknown, and "n/a"
+means nothing is known (or not Linux).
 
 Run: ``.venv/bin/python benchmarks/profile_split.py``
 """
@@ -256,24 +258,26 @@ def whatif_rows(clip: Clip, scratch: Path, repeat: int) -> list[list[str]]:
     names = list(VARIANTS)
     times: dict[str, list[float]] = {name: [] for name in names}
     started: dict[str, list[int | None]] = {name: [] for name in names}
-    md5s: dict[str, list[str]] = {}
+    md5s: dict[str, list[list[str]]] = {name: [] for name in names}
     for run in range(repeat):
         for name in names[run % len(names) :] + names[: run % len(names)]:
-            seconds, count, md5s[name] = split_once(clip, root, name)
+            seconds, count, frames = split_once(clip, root, name)
             times[name].append(seconds)
             started[name].append(count)
+            md5s[name].append(frames)
+    reference = md5s["current"][0]
     base = median(times["current"])
     rows = []
     for name in names:
-        counts = started[name]
-        fewest = None if None in counts else min(c for c in counts if c is not None)
+        known = [count for count in started[name] if count is not None]
+        fewest = min(known) if known else None
         rows.append(
             [
                 name,
                 f"{median(times[name]):.2f}",
                 f"{median(times[name]) / base:.2f}",
                 started_text(fewest),
-                "yes" if md5s[name] == md5s["current"] else "NO",
+                "yes" if all(frames == reference for frames in md5s[name]) else "NO",
             ]
         )
     return rows

@@ -181,6 +181,7 @@ def filter_new(
     style_weight: Annotated[float | None, typer.Option(help="Weight of the style loss.")] = None,
     content_weight: Annotated[float | None, typer.Option(help="Weight of the content loss.")] = None,
     tv_weight: Annotated[float | None, typer.Option(help="Weight of the total-variation loss.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam's learning rate.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     content: Annotated[
@@ -205,6 +206,7 @@ def filter_new(
         "style_weight": style_weight,
         "content_weight": content_weight,
         "tv_weight": tv_weight,
+        "learning_rate": learning_rate,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
         "content": content,
@@ -250,6 +252,8 @@ def filter_make(
     made = card.made or {}
     losses = ", ".join(f"{k} {v:.4g}" for k, v in (made.get("losses") or {}).items())
     say(f"filter {name}: {card.kind} model {card.model and card.model['file']} in {made.get('seconds')} s")
+    if made.get("resumed_from"):
+        say(f"  resumed from step {made['resumed_from']} of an interrupted training")
     if losses:
         say(f"  final losses: {losses}")
 

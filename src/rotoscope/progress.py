@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -46,9 +47,42 @@ def progress_bar(description: str, total: int | None, unit: str = "frames") -> I
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}"),
     )
-    with Progress(*columns, console=_console, transient=False, disable=not _console.is_terminal) as bar:
+    if not _console.is_terminal:
+        yield _LogLines(description, total, unit)
+        return
+    with Progress(*columns, console=_console, transient=False) as bar:
         task = bar.add_task(description, total=total, note="")
         yield lambda done, note="": bar.update(task, completed=done, note=note)
+
+
+class _LogLines:
+    """Progress for logs (``dvc repro``, CI): a plain line every 30 s, only for work that long."""
+
+    EVERY_S = 30.0
+
+    def __init__(self, description: str, total: int | None, unit: str) -> None:
+        self.description, self.total, self.unit = description, total, unit
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        if now - self.last < self.EVERY_S:
+            return
+        self.last = now
+        rate = done / (now - self.start)
+        of = f"/{self.total}" if self.total else ""
+        left = f", {_clock((self.total - done) / rate)} left" if self.total and rate else ""
+        _console.print(
+            f"{self.description}: {done}{of} {self.unit}, {rate:.2f} {self.unit}/s{left}  {note}".rstrip(),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 def say(message: str) -> None:

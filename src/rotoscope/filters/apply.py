@@ -53,7 +53,7 @@ class TrainedStylizer:
     """A Keras transformer network, tiled when a picture is larger than the memory budget allows."""
 
     def __init__(self, name: str, model, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
-        import tensorflow as tf
+        from rotoscope.filters.backend import tf
 
         self.name = name
         self._run = tf.function(model, reduce_retracing=True)

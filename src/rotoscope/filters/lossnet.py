@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from rotoscope.errors import RotoscopeError
+from rotoscope.filters.backend import keras
 
 STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")
 CONTENT_LAYER = "block2_conv2"

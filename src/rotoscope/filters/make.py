@@ -86,6 +86,8 @@ def _make_trained(studio: Studio, entry: FilterEntry, resume: bool) -> dict[str,
     )
     record["losses"] = {name: round(value, 4) for name, value in result.losses.items()}
     record["content"] = {"images": result.content_images, "md5": result.content_md5}
+    if result.resumed_from:
+        record["resumed_from"] = result.resumed_from
     return record
 
 
@@ -131,7 +133,7 @@ def describe_hardware() -> str:
     import sys
 
     if "tensorflow" in sys.modules:
-        import tensorflow as tf
+        from rotoscope.filters.backend import tf
 
         gpus = tf.config.list_physical_devices("GPU")
         names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]

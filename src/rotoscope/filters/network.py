@@ -15,16 +15,13 @@ then loads with Keras's ``safe_mode``.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
-
-import keras
-from keras import layers
-
 from rotoscope.errors import RotoscopeError
+from rotoscope.filters.backend import keras, tf
+
+layers = keras.layers
 
 MODEL_SUFFIX = ".keras"
 _ALLOWED_LAYERS = {
@@ -35,7 +32,7 @@ _ALLOWED_LAYERS = {
     "ReLU",
     "Activation",
     "Add",
-    "UpSampling2D",
+    "Upsample2x",
     "ReflectionPadding2D",
 }
 
@@ -66,6 +63,19 @@ class ReflectionPadding2D(layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+@keras.saving.register_keras_serializable(package="rotoscope")
+class Upsample2x(layers.Layer):
+    """Bilinear 2x upsampling for any input size (Keras's UpSampling2D needs static shapes for it)."""
+
+    def call(self, inputs):
+        shape = keras.ops.shape(inputs)
+        return tf.image.resize(inputs, (shape[1] * 2, shape[2] * 2), method="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (batch, None if height is None else 2 * height, None if width is None else 2 * width, channels)
+
+
 def channels(width: float) -> tuple[int, int, int]:
     return tuple(max(4, round(base * width)) for base in (32, 64, 128))  # type: ignore[return-value]
 
@@ -80,8 +90,8 @@ def build_transformer(width: float = 1.0, residual_blocks: int = 5, outer_kernel
     x = _conv(x, c3, 3, stride=2)
     for _ in range(residual_blocks):
         x = _residual(x, c3)
-    x = _conv(layers.UpSampling2D(2, interpolation="bilinear")(x), c2, 3)
-    x = _conv(layers.UpSampling2D(2, interpolation="bilinear")(x), c1, 3)
+    x = _conv(Upsample2x()(x), c2, 3)
+    x = _conv(Upsample2x()(x), c1, 3)
     x = _conv(x, 3, outer_kernel, normalise=False, relu=False)
     styled = layers.Rescaling(255.0, name="styled")(x)
     return keras.Model(picture, styled, name="transformer")

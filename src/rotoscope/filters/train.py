@@ -176,9 +176,7 @@ def train(
     on_step: Callable[[int, dict[str, float]], None],
 ) -> TrainResult:
     """Train, checkpointing into ``scratch``; write the finished model to ``model_path`` atomically."""
-    import keras
-    import tensorflow as tf
-
+    from rotoscope.filters.backend import keras, tf
     from rotoscope.filters.lossnet import (
         CONTENT_LAYER,
         STYLE_LAYERS,

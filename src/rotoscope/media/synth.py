@@ -152,3 +152,19 @@ def constant_rate_clip(
 def make_sample(path: Path) -> Path:
     """The built-in sample: 4 s of a camera gliding over a generated valley at dusk, with sound."""
     return constant_rate_clip(path, size=(640, 360), fps=25, seconds=4.0, audio=True)
+
+
+def painting(width: int, height: int, seed: int = 3) -> np.ndarray:
+    """A generated style image: bold swirling bands in a strong palette, like thick brushwork."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    field = np.zeros((height, width))
+    for _ in range(6):
+        cx, cy, k = rng.random(), rng.random(), rng.uniform(8, 20)
+        angle = np.arctan2(y - cy, x - cx)
+        field += np.sin(k * np.hypot(x - cx, y - cy) + 3 * angle + rng.uniform(0, 6.28))
+    bands = (np.floor((field - field.min()) / np.ptp(field) * 5.999)).astype(int)
+    palette = np.array([[20, 40, 120], [240, 200, 40], [200, 60, 30], [30, 130, 160], [245, 240, 220]])
+    strokes = rng.normal(0, 18, (height, width, 1)) * np.sin(40 * (x + y))[..., None]
+    colours = palette[bands % len(palette)]
+    return np.clip(colours + strokes, 0, 255).astype(np.uint8)
