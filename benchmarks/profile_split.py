@@ -26,8 +26,9 @@ Two parts, on the same clips as ``bench_split.py``:
 2. What-if splits: the real ``pipeline.split`` on a fresh studio for every run (studio setup is
    not timed), as it is ("current") and with each decision undone, then both. Each figure is
    the median of ``ROTOSCOPE_BENCH_REPEAT`` runs, the variants' order rotating; the ratio is
-   against "current", and "same md5s" says whether every run wrote every frame file
-   byte-identical to the current code's.
+   against "current", "CPU s" is this process's CPU time over all its threads (less disturbed
+   than the wall clock when other work shares the machine), and "same md5s" says whether every
+   run wrote every frame file byte-identical to the current code's.
 
 The variants are small context managers that set module attributes in this process only and
 restore them on exit; no file under ``src/`` changes. They rely on private names
@@ -240,13 +241,24 @@ def stage_rows(clip: Clip, scratch: Path) -> list[list[str]]:
 # -- 2. what-if splits ---------------------------------------------------------------------------
 
 
-def split_once(clip: Clip, root: Path, variant: str) -> tuple[float, int | None, list[str]]:
-    """Seconds, threads started and frame md5s of one split of ``clip`` in a fresh studio."""
+@dataclass(frozen=True)
+class Run:
+    seconds: float  # wall clock
+    cpu: float  # this process's CPU seconds, all threads: less disturbed by other work
+    started: int | None
+    md5s: list[str]
+
+
+def split_once(clip: Clip, root: Path, variant: str) -> Run:
+    """One split of ``clip`` in a fresh studio at ``root`` (removed afterwards)."""
     studio = make_studio(root, clip.path, "clip")
     try:
         with VARIANTS[variant]():
+            cpu = time.process_time()
             _, seconds, started = measured(lambda: pipeline.split(studio, "clip"))
-        return seconds, started, [frame.md5 for frame in studio.load_manifest("clip").frames]
+            cpu = time.process_time() - cpu
+        md5s = [frame.md5 for frame in studio.load_manifest("clip").frames]
+        return Run(seconds, cpu, started, md5s)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(root.with_name(f"{root.name}-remote"), ignore_errors=True)
@@ -256,28 +268,24 @@ def whatif_rows(clip: Clip, scratch: Path, repeat: int) -> list[list[str]]:
     root = scratch / "whatif"
     split_once(clip, root, "current")  # warm-up, not counted
     names = list(VARIANTS)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    started: dict[str, list[int | None]] = {name: [] for name in names}
-    md5s: dict[str, list[list[str]]] = {name: [] for name in names}
-    for run in range(repeat):
-        for name in names[run % len(names) :] + names[: run % len(names)]:
-            seconds, count, frames = split_once(clip, root, name)
-            times[name].append(seconds)
-            started[name].append(count)
-            md5s[name].append(frames)
-    reference = md5s["current"][0]
-    base = median(times["current"])
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    for turn in range(repeat):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            runs[name].append(split_once(clip, root, name))
+    reference = runs["current"][0].md5s
+    base = median([run.seconds for run in runs["current"]])
     rows = []
     for name in names:
-        known = [count for count in started[name] if count is not None]
-        fewest = min(known) if known else None
+        seconds = median([run.seconds for run in runs[name]])
+        known = [run.started for run in runs[name] if run.started is not None]
         rows.append(
             [
                 name,
-                f"{median(times[name]):.2f}",
-                f"{median(times[name]) / base:.2f}",
-                started_text(fewest),
-                "yes" if all(frames == reference for frames in md5s[name]) else "NO",
+                f"{seconds:.2f}",
+                f"{seconds / base:.2f}",
+                f"{median([run.cpu for run in runs[name]]):.2f}",
+                started_text(min(known) if known else None),
+                "yes" if all(run.md5s == reference for run in runs[name]) else "NO",
             ]
         )
     return rows
@@ -291,7 +299,9 @@ def profile_clip(clip: Clip, scratch: Path, repeat: int) -> None:
     print("\n1. stages, one thread, one after another")
     print_table(["stage", "total s", "ms/frame", "threads started"], stage_rows(clip, scratch))
     print(f"\n2. whole split, median of {repeat} (ratio = / current)")
-    print_table(["split", "s", "ratio", "threads started", "same md5s"], whatif_rows(clip, scratch, repeat))
+    print_table(
+        ["split", "s", "ratio", "CPU s", "threads started", "same md5s"], whatif_rows(clip, scratch, repeat)
+    )
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ class TrainedStylizer:
         from rotoscope.filters.backend import tf
 
         self.name = name
+        self.model = model
         self._run = tf.function(model, reduce_retracing=True)
         first_conv = next(layer for layer in model.layers if layer.__class__.__name__ == "Conv2D")
         bytes_per_pixel = 4 * first_conv.filters * _LIVE_TENSORS
@@ -63,15 +64,47 @@ class TrainedStylizer:
 
     def stylize(self, picture: np.ndarray) -> np.ndarray:
         height, width = picture.shape[:2]
-        if height <= self.tile_side and width <= self.tile_side:
+        if height * width <= self.tile_side**2:
             return self.network(picture)
-        return stylize_tiled(self.network, picture, self.tile_side, TILE_OVERLAP)
+        return self.tiled(picture, self.tile_side, self.tile_side**2)
 
     def network(self, picture: np.ndarray) -> np.ndarray:
-        """The network on one picture, padded by reflection to a multiple of 4 (two stride-2 convs)."""
+        """The network on one whole picture."""
+        return _padded_run(self._run, picture)
+
+    def tiled(self, picture: np.ndarray, tile_side: int, stats_pixels: int) -> np.ndarray:
+        """Overlapping tiles that share one set of normalisation statistics.
+
+        Instance norm measured per tile would light each tile differently (a sky tile, a ground
+        tile) and leave seams; the statistics are measured once, on the picture shrunk to at most
+        ``stats_pixels`` (what the budget allows in one pass), and every tile uses them.
+        """
+        from rotoscope.filters.backend import tf
+        from rotoscope.filters.network import norm_statistics, with_fixed_statistics
+
         height, width = picture.shape[:2]
-        padded = np.pad(picture, ((0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
-        return np.asarray(self._run(padded[None]))[0, :height, :width]
+        scale = min(1.0, math.sqrt(stats_pixels / (height * width)))
+        proxy = picture
+        if scale < 1:
+            size = (max(16, round(width * scale)), max(16, round(height * scale)))
+            proxy = np.asarray(
+                Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BOX),
+                dtype=np.float32,
+            )
+        stats = norm_statistics(self.model, _pad4(proxy))
+        frozen = tf.function(with_fixed_statistics(self.model, stats), reduce_retracing=True)
+        return stylize_tiled(lambda tile: _padded_run(frozen, tile), picture, tile_side, TILE_OVERLAP)
+
+
+def _pad4(picture: np.ndarray) -> np.ndarray:
+    """Reflection padding to a multiple of 4, which the network's two stride-2 convs need."""
+    height, width = picture.shape[:2]
+    return np.pad(picture, ((0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
+
+
+def _padded_run(run, picture: np.ndarray) -> np.ndarray:
+    height, width = picture.shape[:2]
+    return np.asarray(run(_pad4(picture)[None]))[0, :height, :width]
 
 
 class InstantStylizer:

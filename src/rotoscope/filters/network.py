@@ -18,6 +18,8 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from rotoscope.errors import RotoscopeError
 from rotoscope.filters.backend import keras, tf
 
@@ -109,6 +111,49 @@ def _residual(x, filters: int):
     y = _conv(x, filters, 3)
     y = _conv(y, filters, 3, relu=False)
     return layers.Add()([x, y])
+
+
+class FixedNorm(layers.Layer):
+    """Instance normalisation with given statistics: every tile of a picture uses the picture's own.
+
+    Used only at inference, in a clone of the trained network; never saved.
+    """
+
+    def __init__(self, mean, variance, gamma, beta, epsilon: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        scale = gamma / np.sqrt(variance + epsilon)
+        self.scale = keras.ops.convert_to_tensor(scale.astype("float32"))
+        self.shift = keras.ops.convert_to_tensor((beta - mean * scale).astype("float32"))
+
+    def call(self, inputs):
+        return inputs * self.scale + self.shift
+
+
+def norm_statistics(model: keras.Model, picture: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each instance norm's per-channel mean and variance over ``picture`` (HxWx3, 0-255)."""
+    norms = _norm_layers(model)
+    probe = keras.Model(model.inputs, [layer.input for layer in norms])
+    activations = probe(picture[None].astype("float32"))
+    activations = activations if isinstance(activations, list | tuple) else [activations]
+    stats = []
+    for values in activations:
+        values = np.asarray(values, dtype=np.float64)
+        stats.append((values.mean(axis=(0, 1, 2)), values.var(axis=(0, 1, 2))))
+    return stats
+
+
+def with_fixed_statistics(model: keras.Model, stats: list[tuple[np.ndarray, np.ndarray]]) -> keras.Model:
+    """The same network (shared weights) with each instance norm frozen to ``stats``."""
+    fixed = {}
+    for layer, (mean, variance) in zip(_norm_layers(model), stats, strict=True):
+        gamma = np.asarray(layer.gamma, dtype=np.float64)
+        beta = np.asarray(layer.beta, dtype=np.float64)
+        fixed[id(layer)] = FixedNorm(mean, variance, gamma, beta, layer.epsilon)
+    return keras.models.clone_model(model, clone_function=lambda layer: fixed.get(id(layer), layer))
+
+
+def _norm_layers(model: keras.Model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, layers.GroupNormalization)]
 
 
 def load_transformer(path: Path) -> keras.Model:
