@@ -336,7 +336,7 @@ def filter_sheet(
     studio: StudioOption = None,
 ) -> None:
     """Every filter applied to one photo, in a labelled contact sheet."""
-    from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer
+    from rotoscope.filters.apply import ApplySettings, apply_filter, fit_within, load_stylizer
     from rotoscope.filters.catalogue import list_cards
     from rotoscope.media.images import open_picture, save_picture
     from rotoscope.review import SheetTile, contact_sheet
@@ -347,7 +347,7 @@ def filter_sheet(
     cards = [card for card in list_cards(here, collection, category) if card.model]
     if not cards:
         raise RotoscopeError(here.params_path, "no made filters to show (run `dvc repro`)")
-    small = apply_filter(_Identity(), picture, ApplySettings(strength=0, max_side=max_side))
+    small = fit_within(picture, max_side)
     tiles = [SheetTile(small, "original", photo.name)]
     with progress_bar("sheet", len(cards), unit="filters") as update:
         for done, card in enumerate(cards, 1):
@@ -358,13 +358,6 @@ def filter_sheet(
             update(done)
     save_picture(contact_sheet(tiles), out)
     say(f"wrote {out} ({len(cards)} filters)")
-
-
-class _Identity:
-    name = "original"
-
-    def stylize(self, picture):
-        return picture
 
 
 @app.command("stylize-image")

@@ -148,10 +148,7 @@ def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB)
 
 def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings) -> Image.Image:
     """The photo through the filter, at ``settings``' strength, colour and size."""
-    if settings.max_side and max(photo.size) > settings.max_side:
-        scale = settings.max_side / max(photo.size)
-        size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-        photo = photo.resize(size, Image.Resampling.LANCZOS)
+    photo = fit_within(photo, settings.max_side)
     if settings.strength == 0:
         return photo.copy()
     original = np.asarray(photo, dtype=np.float32)
@@ -160,6 +157,15 @@ def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings
         styled = keep_colours(styled, original)
     mixed = settings.strength * styled + (1 - settings.strength) * original
     return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
+
+
+def fit_within(photo: Image.Image, max_side: int | None) -> Image.Image:
+    """The photo shrunk (never enlarged) so its longest side is at most ``max_side``."""
+    if not max_side or max(photo.size) <= max_side:
+        return photo
+    scale = max_side / max(photo.size)
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    return photo.resize(size, Image.Resampling.LANCZOS)
 
 
 def keep_colours(styled: np.ndarray, original: np.ndarray) -> np.ndarray:

@@ -18,16 +18,6 @@ SCHEMA_ID = "rotoscope.filter/1"
 CARD_NAME = "filter.json"
 Kind = Literal["trained", "instant"]
 KINDS: tuple[Kind, ...] = ("trained", "instant")
-SUGGESTED_CATEGORIES = (
-    "art",
-    "propaganda",
-    "labor",
-    "electrical",
-    "industrial",
-    "space",
-    "science fiction",
-    "video game",
-)
 
 
 @dataclass

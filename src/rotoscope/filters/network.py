@@ -25,7 +25,6 @@ from rotoscope.filters.backend import keras, tf
 
 layers = keras.layers
 
-MODEL_SUFFIX = ".keras"
 _ALLOWED_LAYERS = {
     "InputLayer",
     "Rescaling",
