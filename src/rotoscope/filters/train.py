@@ -29,7 +29,8 @@ from rotoscope.media.images import open_picture
 from rotoscope.store import atomic_write_text, md5_file, temp_beside
 from rotoscope.studio import Studio
 
-LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 5}
+LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle"}
+NETWORK_STEMS = ("conv", "unshuffle")  # what network.build_transformer offers (kept here: no TF import)
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,12 @@ class TrainRecipe:
     batch: int = 4
     width: float = 1.0  # channel multiplier; 0.25 with LIGHT's other settings is the light net
     residual_blocks: int = 5
-    outer_kernel: int = 9
+    outer_kernel: int = 9  # kernel of the full-resolution convs at the ends
+    stem: str = "conv"  # "unshuffle": a pixel unshuffle instead of the first full-resolution conv
     style_size: int = 512  # the style image's longest side when its Gram matrices are taken
     style_weight: float = 100.0
     content_weight: float = 7.5
-    tv_weight: float = 200.0
+    tv_weight: float = 20.0
     learning_rate: float = 0.001
     seed: int = 0
     checkpoint_every: int = 100
@@ -78,6 +80,8 @@ class TrainRecipe:
             )
         if self.outer_kernel not in (3, 5, 7, 9):
             raise RotoscopeError(where, f"train.outer_kernel must be 3, 5, 7 or 9, not {self.outer_kernel}")
+        if self.stem not in NETWORK_STEMS:
+            raise RotoscopeError(where, f"train.stem must be one of {list(NETWORK_STEMS)}, not {self.stem!r}")
         if not 0.05 <= float(self.width) <= 4:
             raise RotoscopeError(where, f"train.width must be between 0.05 and 4, not {self.width}")
         if not isinstance(self.content, list) or not self.content:
@@ -196,7 +200,7 @@ def train(
 
     keras.utils.set_random_seed(recipe.seed)
     loss_net = build_loss_network(resolve_weights(recipe.loss_weights, studio.root))
-    transformer = build_transformer(recipe.width, recipe.residual_blocks, recipe.outer_kernel)
+    transformer = build_transformer(recipe.width, recipe.residual_blocks, recipe.outer_kernel, recipe.stem)
     optimizer = keras.optimizers.Adam(recipe.learning_rate)
     optimizer.build(transformer.trainable_variables)
     start_step, spent = 0, 0.0
