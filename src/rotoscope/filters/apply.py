@@ -60,7 +60,7 @@ class TrainedStylizer:
         self._run = tf.function(model, reduce_retracing=True)
         first_conv = next(layer for layer in model.layers if layer.__class__.__name__ == "Conv2D")
         bytes_per_pixel = 4 * first_conv.filters * _LIVE_TENSORS
-        self.tile_side = max(128, int(math.sqrt(memory_mb * 2**20 / bytes_per_pixel)) // 4 * 4)
+        self.tile_side = max(4 * TILE_OVERLAP, int(math.sqrt(memory_mb * 2**20 / bytes_per_pixel)) // 4 * 4)
 
     def stylize(self, picture: np.ndarray) -> np.ndarray:
         height, width = picture.shape[:2]
@@ -201,6 +201,8 @@ def _ramp(length: int, start: int, size: int, overlap: int) -> np.ndarray:
 def stylize_tiled(network, picture: np.ndarray, tile: int, overlap: int) -> np.ndarray:
     """Run ``network`` on overlapping tiles and cross-fade them into one picture."""
     height, width = picture.shape[:2]
+    if tile < 3 * overlap:  # thinner tiles would be mostly fade, and their edges meet
+        raise ValueError(f"tiles of {tile} px are too small for an overlap of {overlap} px")
     total = np.zeros((height, width, 3), dtype=np.float32)
     weight = np.zeros((height, width, 1), dtype=np.float32)
     for top in tile_starts(height, tile, overlap):

@@ -169,7 +169,7 @@ class FixedNorm(layers.Layer):
 def norm_statistics(model: keras.Model, picture: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each instance norm's per-channel mean and variance over ``picture`` (HxWx3, 0-255)."""
     norms = _norm_layers(model)
-    probe = keras.Model(model.inputs, [layer.input for layer in norms])
+    probe = keras.Model(model.inputs[0], [layer.input for layer in norms])
     activations = probe(picture[None].astype("float32"))
     activations = activations if isinstance(activations, list | tuple) else [activations]
     stats = []
