@@ -96,6 +96,23 @@ def split(
 
 
 @app.command()
+def stylize(
+    names: Annotated[list[str] | None, typer.Argument(help="Renders to make (default: all).")] = None,
+    studio: StudioOption = None,
+) -> None:
+    """Run each render's filter over its video's frames: manifests/<video>/<render>.json."""
+    from rotoscope.pipeline import stylize as stylize_render
+
+    here = _studio(studio)
+    for name in names or list(here.params().get("renders") or {}):
+        result = stylize_render(here, name)
+        say(
+            f"stylize {name}: {result.frames} frames, {result.stylized} stylized, "
+            f"{result.reused} reused -> {here.relative(result.manifest_path)}"
+        )
+
+
+@app.command()
 def reassemble(
     manifest: Annotated[Path, typer.Argument(help="Manifest to encode.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Video file to write (.mp4, .mkv, .mov).")],
@@ -147,6 +164,39 @@ def verify(
         say(f"verify: {count} of {len(paths)} manifest(s)")
         raise typer.Exit(1)
     say(f"verify: all {report.checked} frames of {len(paths)} manifest(s) present and intact")
+
+
+# -- renders -------------------------------------------------------------------------------------
+
+render_app = typer.Typer(help="Renders: a video through a filter, made by `dvc repro`.", no_args_is_help=True)
+app.add_typer(render_app, name="render")
+
+
+@render_app.command("new")
+def render_new(
+    name: Annotated[str, typer.Argument(help="Render name (letters, digits, '-', '_'; not 'source').")],
+    video: Annotated[str, typer.Option("--video", help="Video to stylize (a name in params.yaml).")],
+    filter_name: Annotated[str, typer.Option("--filter", "-f", help="Filter to apply.")],
+    strength: Annotated[float, typer.Option(help="0 keeps the frame, 1 is the filter alone.")] = 1.0,
+    preserve_color: Annotated[bool, typer.Option(help="Keep the frames' colours.")] = False,
+    max_side: Annotated[int | None, typer.Option(help="Stylize at this longest side.")] = None,
+    studio: StudioOption = None,
+) -> None:
+    """Register a render in params.yaml; `dvc repro` stylizes and reassembles it."""
+    from rotoscope.filters.catalogue import filter_entry
+    from rotoscope.studio import RenderJob
+
+    here = _studio(studio)
+    filter_entry(here, filter_name)
+    entry = {"video": video, "filter": filter_name, "strength": strength, "preserve_color": preserve_color}
+    if max_side is not None:
+        entry["max_side"] = max_side
+    here.add_render(name, entry)
+    job: RenderJob = here.render_job(name)
+    say(
+        f"render {name}: {job.video} through {job.filter}; `dvc repro` writes "
+        f"manifests/{job.video}/{name}.json and renders/{job.video}/{name}.mp4"
+    )
 
 
 # -- filters -------------------------------------------------------------------------------------

@@ -26,6 +26,17 @@ class Frame:
     pts: int
     md5: str
     bytes: int
+    src: str | None = None  # a stylized frame: the md5 of the source frame it was made from
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a stylized manifest came from: its parent manifest, the filter and the render."""
+
+    parent: str  # the source manifest, relative to the studio
+    parent_md5: str  # the md5 of the parent manifest's file when this one was made
+    filter: dict[str, Any]  # name, kind, model_md5
+    render: dict[str, Any]  # strength, preserve_color, max_side
 
 
 @dataclass
@@ -40,6 +51,7 @@ class Manifest:
     time_base: str
     end_pts: int
     frames: list[Frame] = field(default_factory=list)
+    lineage: Lineage | None = None  # stylized manifests only
 
     @property
     def time_base_fraction(self) -> Fraction:
@@ -61,14 +73,23 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
-        return {"schema": SCHEMA_ID, **body}
+        lineage = body.pop("lineage")
+        body["frames"] = [_without_none(frame) for frame in body["frames"]]
+        return {"schema": SCHEMA_ID, **body, **({"lineage": lineage} if lineage else {})}
 
     def to_json(self) -> str:
         body = self.to_dict()
+        lineage = body.pop("lineage", None)
+        if lineage:  # before the frames, so the header reads top to bottom
+            body["lineage"] = lineage
         frames = body.pop("frames")
         lines = [f"  {json.dumps(key)}: {_compact(value)}," for key, value in body.items()]
         frame_lines = ",\n".join(f"    {_compact(frame)}" for frame in frames)
         return "{\n" + "\n".join(lines) + '\n  "frames": [\n' + frame_lines + "\n  ]\n}\n"
+
+
+def _without_none(frame: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in frame.items() if value is not None}
 
 
 def _compact(value: Any) -> str:
@@ -91,6 +112,8 @@ def validate(document: Any, path: Path | str) -> None:
 def from_dict(document: dict[str, Any]) -> Manifest:
     body = {key: value for key, value in document.items() if key != "schema"}
     body["frames"] = [Frame(**frame) for frame in body["frames"]]
+    if "lineage" in body:
+        body["lineage"] = Lineage(**body["lineage"])
     return Manifest(**body)
 
 

@@ -1,4 +1,5 @@
-"""The bodies of the DVC stages: split a video into frames + manifest, reassemble a manifest.
+"""The bodies of the DVC stages: split a video into frames + manifest, stylize a manifest's
+frames through a filter, reassemble a manifest.
 
 ``dvc.yaml`` runs these through the CLI (``rotoscope split NAME``...). Each writes its outputs
 atomically and keeps its finished work in a scratch folder, so a killed run resumes.
@@ -19,7 +20,7 @@ from PIL import Image
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
-from rotoscope.manifest import Frame, Manifest
+from rotoscope.manifest import Frame, Lineage, Manifest
 from rotoscope.media import (
     EncodeSettings,
     VideoInfo,
@@ -30,8 +31,16 @@ from rotoscope.media import (
 from rotoscope.media.decode import DecodedFrame, output_size
 from rotoscope.media.images import save_image
 from rotoscope.progress import progress_bar
-from rotoscope.store import atomic_write_text, md5_file, replace_dir, temp_beside
-from rotoscope.studio import SplitSettings, Studio
+from rotoscope.store import (
+    BlobStore,
+    FrameReuse,
+    atomic_copy,
+    atomic_write_text,
+    md5_file,
+    replace_dir,
+    temp_beside,
+)
+from rotoscope.studio import RenderJob, SplitSettings, Studio
 
 _WORKERS = max(2, os.cpu_count() or 2)
 
@@ -157,6 +166,127 @@ def _end_pts(info: VideoInfo, frames: list[Frame]) -> int:
     if info.avg_rate:
         return last + max(1, round(1 / (info.avg_rate * info.time_base)))
     return last + (last - frames[-2].pts if len(frames) > 1 else 1)
+
+
+# -- stylize ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StylizeResult:
+    manifest_path: Path
+    frames: int
+    stylized: int  # frames the filter ran on
+    reused: int  # frames found already made the same way (same source, model and look)
+
+
+def stylize(studio: Studio, name: str) -> StylizeResult:
+    """Run the render ``name``'s filter over its video's frames, reusing every frame made before.
+
+    A frame is made again only when its (source md5, model md5, look) has never been made or its
+    bytes are gone from both the DVC cache and our blob folder; the filter is not even loaded
+    when every frame is found.
+    """
+    from rotoscope.filters.card import load_card
+    from rotoscope.filters.catalogue import filter_entry
+
+    job = studio.render_job(name)
+    parent_path = studio.manifest_path(job.video)
+    parent = manifests.load(parent_path)
+    entry = filter_entry(studio, job.filter)
+    card = load_card(entry.card)
+    if card.model is None:
+        raise RotoscopeError(entry.card, f"filter {job.filter!r} has no model yet (run `dvc repro`)")
+    model_md5 = card.model["md5"]
+    reuse = FrameReuse(studio.root)
+    reuse.tidy()
+    staged = studio.partial_dir(f"stylize-{name}")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    made = _StylizedFrames(studio, job, parent, model_md5, reuse, staged)
+    with progress_bar(f"stylize {name}", len(parent.frames)) as update:
+        frames = [made.frame(source, update) for source in parent.frames]
+    width, height = made.size or (parent.width, parent.height)
+    result = Manifest(
+        kind="stylized",
+        name=name,
+        video=parent.video,
+        extract={**parent.extract, "format": job.format, "quality": job.quality},
+        frames_dir=studio.relative(studio.frames_dir(job.video, name)),
+        width=width,
+        height=height,
+        time_base=parent.time_base,
+        end_pts=parent.end_pts,
+        frames=frames,
+        lineage=Lineage(
+            parent=studio.relative(parent_path),
+            parent_md5=md5_file(parent_path),
+            filter={"name": job.filter, "kind": card.kind, "model_md5": model_md5},
+            render={key: job.look()[key] for key in ("strength", "preserve_color", "max_side")},
+        ),
+    )
+    target = studio.manifest_path(job.video, name)
+    text = manifests.render(result, target)
+    replace_dir(staged, studio.frames_dir(job.video, name))
+    atomic_write_text(target, text)
+    outcome = StylizeResult(target, len(frames), made.stylized, len(frames) - made.stylized)
+    counts = {"frames": outcome.frames, "stylized": outcome.stylized, "reused": outcome.reused}
+    atomic_write_text(studio.log_path(f"stylize-{name}"), json.dumps(counts) + "\n")
+    return outcome
+
+
+class _StylizedFrames:
+    """Each source frame's stylized file, found again or made, copied into the staged folder."""
+
+    def __init__(
+        self,
+        studio: Studio,
+        job: RenderJob,
+        parent: Manifest,
+        model_md5: str,
+        reuse: FrameReuse,
+        staged: Path,
+    ) -> None:
+        self.studio, self.job, self.parent = studio, job, parent
+        self.model_md5, self.reuse, self.staged = model_md5, reuse, staged
+        self.look = job.look()
+        self.blobs = BlobStore(studio.root)
+        self.stylized = 0
+        self.size: tuple[int, int] | None = None
+        self._filter = None
+
+    def frame(self, source: Frame, update: Callable[..., None]) -> Frame:
+        key = FrameReuse.key(source.md5, self.model_md5, self.look)
+        found = self.reuse.find(key) or self._make(source, key)
+        blob, md5, size = found
+        target = self.staged / f"{source.i:0{manifests.FRAME_NAME_DIGITS}d}.{self.job.format}"
+        atomic_copy(blob, target)
+        if self.size is None:
+            with Image.open(target) as picture:
+                self.size = picture.size
+        update(source.i + 1, f"{self.stylized} stylized")
+        return Frame(i=source.i, pts=source.pts, md5=md5, bytes=size, src=source.md5)
+
+    def _make(self, source: Frame, key: str) -> tuple[Path, str, int]:
+        from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer
+
+        if self._filter is None:
+            self._filter = load_stylizer(self.studio, self.job.filter)
+        settings = ApplySettings(self.job.strength, self.job.preserve_color, self.job.max_side)
+        with Image.open(self._source_file(source)) as picture:
+            styled = apply_filter(self._filter, picture.convert("RGB"), settings)
+        with temp_beside(self.staged / f"made-{key}") as temp:
+            save_image(styled, temp, self.job.format, self.job.quality)
+            self.stylized += 1
+            return self.reuse.keep(key, temp)
+
+    def _source_file(self, source: Frame) -> Path:
+        check = self.blobs.check(source.md5, self.parent.frame_path(self.studio.root, source))
+        if check.state != "ok" or check.where is None:
+            raise RotoscopeError(
+                self.parent.frame_path(self.studio.root, source),
+                f"source frame {source.i} is {check.state} (run `dvc pull` or `dvc checkout`)",
+            )
+        return check.where
 
 
 # -- reassemble ------------------------------------------------------------------------------

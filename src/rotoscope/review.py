@@ -42,9 +42,21 @@ class ManifestSummary:
             else "none"
         )
         extract = m.extract
+        lineage = m.lineage
+        made_by = (
+            [
+                f"parent     {lineage.parent}  md5 {lineage.parent_md5}",
+                f"filter     {lineage.filter['name']} ({lineage.filter['kind']}), model md5 "
+                f"{lineage.filter['model_md5']}",
+                "render     " + ", ".join(f"{key} {value}" for key, value in lineage.render.items()),
+            ]
+            if lineage
+            else []
+        )
         return [
             f"manifest   {self.path}",
             f"kind       {m.kind} ({m.name})",
+            *made_by,
             f"video      {video['path']}  md5 {video['md5']}",
             f"source     {video['width']}x{video['height']} {video['codec']} {video['pix_fmt']}, "
             f"rotation {video['rotation']}, avg rate {video['avg_rate']}",

@@ -2,12 +2,14 @@
 
 DVC 3 keys every file in its cache by the plain md5 of its bytes
 (``<cache>/files/md5/ab/cdef...``); manifests record that same md5, so any frame can be found in
-the work tree, the cache or a remote without an index of our own.
+the work tree, the cache or a remote. The one index of our own, :class:`FrameReuse`, answers
+"was this frame already stylized this way?" by naming a blob that DVC (or we) still hold.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -171,3 +173,52 @@ def dvc_set_default_remote(root: Path, name: str, url: str) -> None:
     with _dvc_repo(root) as repo, repo.config.edit() as config:
         config["remote"][name] = {"url": url}
         config["core"]["remote"] = name
+
+
+class FrameReuse:
+    """Stylized frames already made, found by what made them: (source md5, model md5, look).
+
+    DVC deletes a stage's outputs before it runs the stage again, so the answers live outside
+    them: an index entry per key under ``.rotoscope/stylized/index/`` names the result's md5, and
+    the result's bytes are in the DVC cache once ``dvc repro`` has committed them, or in
+    ``.rotoscope/stylized/blobs/`` until then (a run killed before DVC commits loses nothing).
+    """
+
+    def __init__(self, studio_root: Path) -> None:
+        self.blobs = BlobStore(studio_root)
+        self.index_dir = studio_root / ".rotoscope" / "stylized" / "index"
+        self.blob_dir = studio_root / ".rotoscope" / "stylized" / "blobs"
+
+    @staticmethod
+    def key(source_md5: str, model_md5: str, look: dict[str, object]) -> str:
+        what = {"source": source_md5, "model": model_md5, **look}
+        return md5_bytes(json.dumps(what, sort_keys=True).encode())
+
+    def find(self, key: str) -> tuple[Path, str, int] | None:
+        """The file holding ``key``'s result, its md5 and size; None if never made or since lost."""
+        entry = self.index_dir / key[:2] / key
+        if not entry.is_file():
+            return None
+        md5 = entry.read_text().strip()
+        for candidate in (self.blobs.cache_path(md5), self.blob_dir / md5):
+            if candidate.is_file():
+                return candidate, md5, candidate.stat().st_size
+        return None
+
+    def keep(self, key: str, made: Path) -> tuple[Path, str, int]:
+        """Move a freshly made file into the blob folder and index it under ``key``."""
+        md5 = md5_file(made)
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        blob = self.blob_dir / md5
+        os.replace(made, blob)
+        entry = self.index_dir / key[:2] / key
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(entry, md5 + "\n")
+        return blob, md5, blob.stat().st_size
+
+    def tidy(self) -> None:
+        """Drop blob copies that the DVC cache now holds."""
+        if self.blob_dir.is_dir():
+            for blob in self.blob_dir.iterdir():
+                if self.blobs.cache_path(blob.name).is_file():
+                    blob.unlink(missing_ok=True)

@@ -81,6 +81,58 @@ class SplitSettings:
         }
 
 
+@dataclass(frozen=True)
+class RenderJob:
+    """One render of ``params.yaml``: a video through a filter, and how its frames are written."""
+
+    name: str
+    video: str
+    filter: str
+    strength: float = 1.0
+    preserve_color: bool = False
+    max_side: int | None = None
+    format: str = "jpg"
+    quality: int = 95
+
+    @classmethod
+    def from_params(cls, name: str, entry: dict[str, Any], shared: dict[str, Any], where: Path) -> RenderJob:
+        fields = {**shared, **entry}
+        missing = [key for key in ("video", "filter") if not fields.get(key)]
+        if missing:
+            raise RotoscopeError(where, f"renders.{name} needs {' and '.join(missing)}")
+        unknown = sorted(set(fields) - (set(cls.__dataclass_fields__) - {"name"}))
+        if unknown:
+            raise RotoscopeError(where, f"renders.{name}: unknown keys {unknown}")
+        job = cls(name=name, **fields)
+        job.check(where)
+        return job
+
+    def check(self, where: Path) -> None:
+        prefix = f"renders.{self.name}"
+        if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
+            raise RotoscopeError(where, f"{prefix}.strength must be a number 0-1, not {self.strength!r}")
+        if not 0 <= self.strength <= 1:
+            raise RotoscopeError(where, f"{prefix}.strength must be between 0 and 1, not {self.strength}")
+        if not isinstance(self.preserve_color, bool):
+            raise RotoscopeError(where, f"{prefix}.preserve_color must be true or false")
+        if self.max_side is not None and not (isinstance(self.max_side, int) and self.max_side >= 16):
+            raise RotoscopeError(where, f"{prefix}.max_side must be null or an integer >= 16")
+        if self.format not in FORMATS:
+            raise RotoscopeError(where, f"{prefix}.format must be one of {', '.join(FORMATS)}")
+        if not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
+            raise RotoscopeError(where, f"{prefix}.quality must be an integer 1-100")
+
+    def look(self) -> dict[str, Any]:
+        """What decides a stylized frame's pixels and bytes (besides its source and the model)."""
+        return {
+            "strength": float(self.strength),
+            "preserve_color": self.preserve_color,
+            "max_side": self.max_side,
+            "format": self.format,
+            "quality": self.quality,
+        }
+
+
 def _yaml() -> YAML:
     yaml = YAML()
     yaml.preserve_quotes = True
@@ -128,6 +180,12 @@ class Studio:
         """Scratch space for a job that may be killed and resumed; never a DVC output."""
         return self.root / ".rotoscope" / "partial" / job
 
+    def log_path(self, job: str) -> Path:
+        """The last run of a job, as JSON (a stylize run's counts, say); never a DVC output."""
+        folder = self.root / ".rotoscope" / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{job}.json"
+
     def manifest_paths(self) -> list[Path]:
         return sorted((self.root / "manifests").glob("*/*.json"))
 
@@ -165,6 +223,31 @@ class Studio:
         section = dict(document.get("split") or {})
         section.update(entry.get("split") or {})
         return self.root / entry["file"], SplitSettings.from_params(section, self.params_path)
+
+    def render_job(self, name: str) -> RenderJob:
+        document = self.params()
+        renders = dict(document.get("renders") or {})
+        if name not in renders:
+            known = ", ".join(renders) or "none yet; add one with `rotoscope render new`"
+            raise RotoscopeError(self.params_path, f"no render named {name!r} (known: {known})")
+        shared = dict(document.get("stylize") or {})
+        job = RenderJob.from_params(name, dict(renders[name] or {}), shared, self.params_path)
+        self.video_entry(job.video, document)
+        return job
+
+    def add_render(self, name: str, entry: dict[str, Any]) -> None:
+        """Register (or replace) a render, checked before params.yaml is written (the caller checks
+        that its filter exists: filters sit above the studio)."""
+        check_name(name, "render name")
+        if name == "source":
+            raise RotoscopeError(self.params_path, "'source' names the split frames; pick another name")
+        document = self.params()
+        self.video_entry(entry["video"], document)
+        RenderJob.from_params(name, entry, dict(document.get("stylize") or {}), self.params_path)
+        if document.get("renders") is None:
+            document["renders"] = {}
+        document["renders"][name] = entry
+        self.save_params(document)
 
     def encode_settings(self) -> EncodeSettings:
         section = dict(self.params().get("reassemble") or {})

@@ -1,0 +1,139 @@
+"""The stylize stage: renders through `dvc repro`, per-frame reuse counted, lineage per frame."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import dvc, git, rotoscope
+from PIL import Image
+
+from rotoscope import manifest as manifests
+from rotoscope.media.synth import LOSSLESS, painting, panning_pictures, write_clip
+from rotoscope.studio import Studio
+
+FRAMES = 10
+SIZE = (128, 96)
+CHANGED = (3, 7)  # the frames a re-shot clip replaces
+
+
+def write_source(path: Path, changed: tuple[int, ...] = ()) -> Path:
+    """A lossless clip (unchanged frames decode to identical pixels), optionally with some re-shot."""
+    pictures = list(panning_pictures(SIZE, FRAMES))
+    for index in changed:
+        pictures[index] = Image.fromarray(255 - np.asarray(pictures[index]))
+    write_clip(
+        path,
+        pictures,
+        [k * 512 for k in range(FRAMES)],
+        time_base=Fraction(1, 12800),
+        end_pts=FRAMES * 512,
+        size=SIZE,
+        audio=False,
+        settings=LOSSLESS,
+    )
+    return path
+
+
+def repro(root: Path) -> int | None:
+    """`dvc repro`; how many frames the filter ran on (None: the stylize stage did not run)."""
+    log = root / ".rotoscope/logs/stylize-look.json"
+    log.unlink(missing_ok=True)
+    dvc("repro", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "repro", "--allow-empty", cwd=root)
+    return json.loads(log.read_text())["stylized"] if log.is_file() else None
+
+
+def set_param(root: Path, section: str, key: str, value: object) -> None:
+    studio = Studio(root)
+    document = studio.params()
+    target = document[section]
+    for part in key.split(".")[:-1]:
+        target = target[part]
+    target[key.split(".")[-1]] = value
+    studio.save_params(document)
+
+
+@pytest.fixture
+def render_studio(studio: Studio, tmp_path: Path) -> Studio:
+    """A studio with a lossless 10-frame clip, an instant filter and a render of one through the other."""
+    root = studio.root
+    rotoscope("add", str(write_source(tmp_path / "clip.mp4")), "--name", "clip", cwd=root)
+    Image.fromarray(painting(160, 120)).save(tmp_path / "style.png")
+    style = tmp_path / "style.png"
+    rotoscope("filter", "new", "swirls", "--style", str(style), "--kind", "instant", cwd=root)
+    rotoscope("render", "new", "look", "--video", "clip", "--filter", "swirls", "--strength", "0.8", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "a clip, a filter, a render", cwd=root)
+    return studio
+
+
+def test_model_runs_only_for_frames_it_has_not_made(render_studio: Studio, tmp_path: Path) -> None:
+    root = render_studio.root
+    assert repro(root) == FRAMES  # full run
+    render = root / "renders/clip/look.mp4"
+    first_render = render.read_bytes()
+
+    set_param(root, "reassemble", "crf", 30)  # an encoder change re-stylizes nothing
+    assert repro(root) is None
+    assert render.read_bytes() != first_render
+
+    rotoscope("add", str(write_source(tmp_path / "reshot.mp4", CHANGED)), "--name", "clip", cwd=root)
+    assert repro(root) == len(CHANGED)  # two re-shot frames, two model runs
+
+    set_param(root, "renders", "look.strength", 0.5)
+    assert repro(root) == FRAMES  # a new look: every frame again
+
+    set_param(root, "renders", "look.strength", 0.8)  # back to a look made before
+    assert repro(root) == 0
+
+
+def test_reuse_survives_dvc_removing_outputs(render_studio: Studio) -> None:
+    root = render_studio.root
+    assert repro(root) == FRAMES
+    dvc("repro", "--force", "stylize@look", cwd=root)  # DVC deletes the outputs first
+    assert json.loads((root / ".rotoscope/logs/stylize-look.json").read_text())["stylized"] == 0
+    dvc("status", cwd=root)
+
+
+def test_stylized_manifest_records_lineage_per_frame(render_studio: Studio) -> None:
+    root = render_studio.root
+    repro(root)
+    source = manifests.load(root / "manifests/clip/source.json")
+    styled = manifests.load(root / "manifests/clip/look.json")
+    assert styled.kind == "stylized" and styled.lineage is not None
+    assert styled.lineage.parent == "manifests/clip/source.json"
+    assert styled.lineage.filter["name"] == "swirls" and styled.lineage.filter["kind"] == "instant"
+    card = json.loads((root / "filters/swirls/filter.json").read_text())
+    assert styled.lineage.filter["model_md5"] == card["model"]["md5"]
+    assert styled.lineage.render == {"strength": 0.8, "preserve_color": False, "max_side": None}
+    assert [f.src for f in styled.frames] == [f.md5 for f in source.frames]
+    assert [f.pts for f in styled.frames] == [f.pts for f in source.frames]
+    assert len({f.md5 for f in styled.frames}) == FRAMES  # every frame its own picture
+    for frame in styled.frames:  # what the manifest says is what is on disk
+        path = styled.frame_path(root, frame)
+        assert path.stat().st_size == frame.bytes
+    shown = rotoscope("show", "manifests/clip/look.json", cwd=root).stdout
+    assert "filter     swirls (instant)" in shown and "strength 0.8" in shown
+    rotoscope("verify", cwd=root)
+
+
+def test_bad_render_entries_are_refused(render_studio: Studio) -> None:
+    root = render_studio.root
+    before = (root / "params.yaml").read_text()
+    for args, problem in [
+        (["--video", "nope", "--filter", "swirls"], "no video named 'nope'"),
+        (["--video", "clip", "--filter", "nope"], "no filter named 'nope'"),
+        (["--video", "clip", "--filter", "swirls", "--strength", "1.5"], "strength must be between 0 and 1"),
+    ]:
+        failed = rotoscope("render", "new", "other", *args, cwd=root, check=False)
+        assert failed.returncode == 1 and problem in failed.stderr, failed.stderr
+        assert len(failed.stderr.strip().splitlines()) == 1
+    source = ["render", "new", "source", "--video", "clip", "--filter", "swirls"]
+    failed = rotoscope(*source, cwd=root, check=False)
+    assert failed.returncode == 1 and "'source' names the split frames" in failed.stderr
+    assert (root / "params.yaml").read_text() == before
