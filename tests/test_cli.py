@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,5 +68,10 @@ def test_demo_makes_a_studio_and_a_render(tmp_path: Path) -> None:
     render = root / "renders" / "sample" / "source.mp4"
     assert f"render: {render}" in result.stderr
     assert render.stat().st_size > 10_000
+    painted = root / "renders" / "sample" / "painted.mp4"
+    assert f"stylized render: {painted}" in result.stderr
+    assert painted.stat().st_size > 10_000 and painted.read_bytes() != render.read_bytes()
+    styled = json.loads((root / "manifests/sample/painted.json").read_text())
+    assert styled["kind"] == "stylized" and styled["lineage"]["filter"]["name"] == "demo-painting"
     assert "Running stage" not in dvc("repro", cwd=root).stdout
     assert "dvc.lock" in git("status", "--short", cwd=root).stdout

@@ -442,10 +442,14 @@ def demo(
         "rotoscope-demo"
     ),
 ) -> None:
-    """The main job on a built-in sample: make a studio, generate a clip, `dvc repro`, show the render."""
+    """The main job on a built-in sample: a studio, a clip, a filter, `dvc repro`, the renders."""
     import tempfile
 
-    from rotoscope.media.synth import make_sample
+    from PIL import Image
+
+    from rotoscope.filters.card import Provenance
+    from rotoscope.filters.catalogue import new_filter
+    from rotoscope.media.synth import make_sample, painting
     from rotoscope.studio import init_studio
 
     studio, _ = init_studio(directory)
@@ -453,11 +457,16 @@ def demo(
     with tempfile.TemporaryDirectory() as scratch:
         sample = make_sample(Path(scratch) / "sample.mp4")
         name, _ = studio.add_video(sample, "sample")
-    say(f"sample clip generated and added as {name!r}; running `dvc repro`")
+        style = Path(scratch) / "painting.png"
+        Image.fromarray(painting(512, 384)).save(style)
+        about = Provenance(title="Generated painting", artist="rotoscope demo", categories=["art"])
+        new_filter(studio, "demo-painting", style, "instant", about)
+    studio.add_render("painted", {"video": name, "filter": "demo-painting", "strength": 0.85})
+    say(f"sample clip {name!r}, instant filter 'demo-painting', render 'painted'; running `dvc repro`")
     run_dvc(studio.root, "repro")
-    render = studio.render_path(name)
-    say(f"render: {render}")
-    say(f"manifest: {studio.manifest_path(name)}  (try `rotoscope show` on it)")
+    say(f"render: {studio.render_path(name)}")
+    say(f"stylized render: {studio.render_path(name, 'painted')}")
+    say(f"manifests: {studio.manifest_path(name)}, {studio.manifest_path(name, 'painted')}")
 
 
 def run_dvc(root: Path, *args: str) -> None:
