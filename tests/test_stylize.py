@@ -137,3 +137,47 @@ def test_bad_render_entries_are_refused(render_studio: Studio) -> None:
     failed = rotoscope(*source, cwd=root, check=False)
     assert failed.returncode == 1 and "'source' names the split frames" in failed.stderr
     assert (root / "params.yaml").read_text() == before
+
+
+def test_two_branches_reproduce_and_diff_names_the_changes(render_studio: Studio, tmp_path: Path) -> None:
+    """main: strength 0.8; softer: strength 0.5 and two re-shot frames. Switch back and forth."""
+    root = render_studio.root
+    git("branch", "-M", "main", cwd=root)  # whatever the machine's default branch name
+    repro(root)
+    main_frames = {f.md5 for f in manifests.load(root / "manifests/clip/look.json").frames}
+    git("switch", "-qc", "softer", cwd=root)
+    set_param(root, "renders", "look.strength", 0.5)
+    rotoscope("add", str(write_source(tmp_path / "reshot.mp4", CHANGED)), "--name", "clip", cwd=root)
+    repro(root)
+    softer_frames = {f.md5 for f in manifests.load(root / "manifests/clip/look.json").frames}
+    assert not main_frames & softer_frames
+
+    for branch, expected in (("main", main_frames), ("softer", softer_frames), ("main", main_frames)):
+        git("switch", "-q", branch, cwd=root)
+        dvc("checkout", cwd=root)
+        styled = manifests.load(root / "manifests/clip/look.json")
+        assert {f.md5 for f in styled.frames} == expected
+        assert "Running stage" not in dvc("repro", cwd=root).stdout  # both versions are complete
+        rotoscope("verify", cwd=root)
+
+    report = json.loads(rotoscope("diff", "main", "softer", "--json", cwd=root).stdout)
+    assert report["params"]["renders.look.strength"] == [0.8, 0.5]
+    changes = {m["path"]: m for m in report["manifests"]}
+    source = changes["manifests/clip/source.json"]
+    assert source["frames"]["changed"] == [[3, 3], [7, 7]] and source["frames"]["same"] == FRAMES - 2
+    look = changes["manifests/clip/look.json"]
+    assert look["frames"]["changed"] == [[0, FRAMES - 1]]
+    assert look["settings"]["lineage.render.strength"] == [0.8, 0.5]
+    assert look["frames"]["added"] == 0 and look["frames"]["removed"] == 0
+
+    markdown = rotoscope("diff", "main", "softer", "--md", cwd=root).stdout
+    assert "`renders.look.strength` | `0.8` | `0.5`" in markdown
+    assert "changed frames: 3, 7" in markdown
+    only_source = json.loads(
+        rotoscope("diff", "main", "softer", "manifests/clip/source.json", "--json", cwd=root).stdout
+    )
+    assert [m["path"] for m in only_source["manifests"]] == ["manifests/clip/source.json"]
+
+    git("switch", "-q", "softer", cwd=root)
+    history = rotoscope("log", "manifests/clip/source.json", cwd=root).stdout
+    assert "changed frames: 3, 7" in history and "added (10 frames)" in history

@@ -166,6 +166,47 @@ def verify(
     say(f"verify: all {report.checked} frames of {len(paths)} manifest(s) present and intact")
 
 
+@app.command()
+def diff(
+    rev_a: Annotated[str, typer.Argument(help="The older revision (a branch, tag or commit).")],
+    rev_b: Annotated[str, typer.Argument(help="The newer revision.")] = "HEAD",
+    path: Annotated[str, typer.Argument(help="Only manifests under this path.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_markdown: Annotated[bool, typer.Option("--md", help="Markdown, for a pull request comment.")] = False,
+    studio: StudioOption = None,
+) -> None:
+    """What changed between two revisions: parameters, filters, frame ranges, frames added or removed."""
+    from rotoscope.history import diff_revisions
+
+    here = _studio(studio)
+    report = diff_revisions(here.root, rev_a, rev_b, path)
+    if as_json:
+        sys.stdout.write(report.to_json())
+    elif as_markdown:
+        sys.stdout.write(report.to_markdown())
+    else:
+        print("\n".join(report.lines()))
+
+
+@app.command()
+def log(
+    manifest: Annotated[Path, typer.Argument(help="Manifest whose history to show.")],
+    studio: StudioOption = None,
+) -> None:
+    """Which revisions changed a manifest, and how: frames changed, parameters, filter."""
+    from rotoscope.history import describe, manifest_log, ranges_text
+
+    here = _studio(studio or manifest.parent)
+    for entry in manifest_log(here.root, manifest.resolve()):
+        change = entry.change
+        print(f"{entry.commit} {entry.date} {entry.subject}")
+        print(f"    {describe(change)}")
+        for key, (before, after) in change.settings.items():
+            print(f"    {key}: {before} -> {after}")
+        if change.frames.changed and change.status == "changed":
+            print(f"    changed frames: {ranges_text(change.frames.changed)}")
+
+
 # -- renders -------------------------------------------------------------------------------------
 
 render_app = typer.Typer(help="Renders: a video through a filter, made by `dvc repro`.", no_args_is_help=True)

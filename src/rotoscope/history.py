@@ -1,0 +1,263 @@
+"""What changed between two Git revisions of a studio, and which revisions changed a manifest.
+
+Everything here reads Git only (manifests, params.yaml and filter cards are text in Git); no blob
+is touched, so a diff of two versions of a 2000-frame render costs two small JSON reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ruamel.yaml import YAML
+
+from rotoscope.errors import RotoscopeError
+
+Status = Literal["added", "removed", "changed", "unchanged"]
+_WATCHED_PARAMS = ("videos", "filters", "renders", "split", "stylize", "reassemble", "train")
+
+
+@dataclass(frozen=True)
+class FrameChanges:
+    changed: list[tuple[int, int]]  # inclusive index ranges whose frames differ (md5 or timestamp)
+    added: int  # frames only the newer revision has
+    removed: int  # frames only the older revision has
+    same: int
+
+    @property
+    def changed_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.changed)
+
+
+@dataclass(frozen=True)
+class ManifestChange:
+    path: str
+    status: Status
+    frames_a: int
+    frames_b: int
+    frames: FrameChanges
+    settings: dict[str, tuple[Any, Any]]  # dotted key -> (before, after): filter, render, extract...
+    filter_card: dict[str, Any] | None = None  # the newer revision's card, when the filter changed
+
+
+@dataclass
+class RevisionDiff:
+    rev_a: str
+    rev_b: str
+    params: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    manifests: list[ManifestChange] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def to_markdown(self) -> str:
+        lines = [f"### rotoscope diff `{self.rev_a}`..`{self.rev_b}`", ""]
+        if self.params:
+            lines += ["**Parameters**", "", "| key | before | after |", "|---|---|---|"]
+            lines += [f"| `{key}` | {_md(a)} | {_md(b)} |" for key, (a, b) in self.params.items()]
+            lines.append("")
+        for change in self.manifests:
+            if change.status == "unchanged":
+                continue
+            lines += [f"**`{change.path}`**: {describe(change)}", ""]
+            for key, (a, b) in change.settings.items():
+                lines.append(f"- `{key}`: {_md(a)} → {_md(b)}")
+            if change.filter_card:
+                lines.append(f"- filter card: {card_line(change.filter_card)}")
+            if change.frames.changed:
+                lines.append(f"- changed frames: {ranges_text(change.frames.changed)}")
+            lines.append("")
+        if len(lines) == 2:
+            lines.append("No manifest or parameter changed.")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def lines(self) -> list[str]:
+        """The plain text report for a terminal."""
+        out = [f"rotoscope diff {self.rev_a}..{self.rev_b}"]
+        out += [f"  param {key}: {_plain(a)} -> {_plain(b)}" for key, (a, b) in self.params.items()]
+        for change in self.manifests:
+            if change.status == "unchanged":
+                continue
+            out.append(f"{change.path}: {describe(change)}")
+            out += [f"  {key}: {_plain(a)} -> {_plain(b)}" for key, (a, b) in change.settings.items()]
+            if change.filter_card:
+                out.append(f"  filter card: {card_line(change.filter_card)}")
+            if change.frames.changed:
+                out.append(f"  changed frames: {ranges_text(change.frames.changed)}")
+        if len(out) == 1:
+            out.append("no manifest or parameter changed")
+        return out
+
+
+def describe(change: ManifestChange) -> str:
+    """One phrase: added/removed, or how many frames changed, were added and removed."""
+    if change.status in ("added", "removed"):
+        return f"{change.status} ({max(change.frames_a, change.frames_b)} frames)"
+    frames = change.frames
+    parts = [f"{frames.changed_count} of {change.frames_b} frames changed"]
+    parts += [f"{frames.added} added"] if frames.added else []
+    parts += [f"{frames.removed} removed"] if frames.removed else []
+    return ", ".join(parts)
+
+
+def ranges_text(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def card_line(card: dict[str, Any]) -> str:
+    about = card.get("provenance") or {}
+    work = ", ".join(str(v) for v in (about.get("artist"), about.get("title"), about.get("year")) if v)
+    return f"{card.get('name')} ({card.get('kind')}){': ' + work if work else ''}"
+
+
+# -- comparing -------------------------------------------------------------------------------------
+
+
+def compare_frames(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> FrameChanges:
+    """Frames side by side by index: which ranges differ, and how many were added or removed."""
+    shared = min(len(before), len(after))
+    differs = [
+        (before[i]["md5"], before[i]["pts"]) != (after[i]["md5"], after[i]["pts"]) for i in range(shared)
+    ]
+    ranges: list[tuple[int, int]] = []
+    for index, different in enumerate(differs):
+        if not different:
+            continue
+        if ranges and ranges[-1][1] == index - 1:
+            ranges[-1] = (ranges[-1][0], index)
+        else:
+            ranges.append((index, index))
+    return FrameChanges(
+        changed=ranges,
+        added=max(0, len(after) - len(before)),
+        removed=max(0, len(before) - len(after)),
+        same=differs.count(False),
+    )
+
+
+def flat_changes(before: Any, after: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two nested mappings."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found: dict[str, tuple[Any, Any]] = {}
+        for key in sorted(set(before) | set(after), key=str):
+            found.update(flat_changes(before.get(key), after.get(key), f"{prefix}{key}."))
+        return found
+    return {} if before == after else {prefix.rstrip("."): (before, after)}
+
+
+def compare_manifests(path: str, before: dict | None, after: dict | None) -> ManifestChange:
+    status: Status = "added" if before is None else "removed" if after is None else "changed"
+    old_frames = (before or {}).get("frames", [])
+    new_frames = (after or {}).get("frames", [])
+    frames = compare_frames(old_frames, new_frames)
+    settings: dict[str, tuple[Any, Any]] = {}
+    if before is not None and after is not None:
+        header = ("lineage", "extract", "width", "height")
+        settings = flat_changes(
+            {key: before.get(key) for key in header} | {"video.md5": before["video"]["md5"]},
+            {key: after.get(key) for key in header} | {"video.md5": after["video"]["md5"]},
+        )
+        settings.pop("lineage.parent_md5", None)  # follows from the source's own change
+        if not settings and not frames.changed and not frames.added and not frames.removed:
+            status = "unchanged"
+    return ManifestChange(path, status, len(old_frames), len(new_frames), frames, settings)
+
+
+# -- reading revisions -----------------------------------------------------------------------------
+
+
+class Revisions:
+    """A studio's Git history, read through GitPython."""
+
+    def __init__(self, root: Path) -> None:
+        import git
+
+        self.root = root
+        try:
+            self.repo = git.Repo(root)
+        except git.exc.InvalidGitRepositoryError:
+            raise RotoscopeError(root, "not a Git repository") from None
+
+    def resolve(self, rev: str) -> str:
+        try:
+            return self.repo.git.rev_parse("--short", "--verify", f"{rev}^{{commit}}")
+        except Exception:
+            raise RotoscopeError(self.root, f"unknown revision {rev!r}") from None
+
+    def text(self, rev: str, path: str) -> str | None:
+        try:
+            return self.repo.git.show(f"{rev}:{path}")
+        except Exception:
+            return None
+
+    def json(self, rev: str, path: str) -> dict[str, Any] | None:
+        text = self.text(rev, path)
+        return None if text is None else json.loads(text)
+
+    def manifest_paths(self, rev: str, under: str) -> set[str]:
+        listed = self.repo.git.ls_tree("-r", "--name-only", rev, "--", under or "manifests")
+        return {p for p in listed.splitlines() if p.startswith("manifests/") and p.endswith(".json")}
+
+    def commits_touching(self, path: str) -> list[tuple[str, str, str]]:
+        """(short sha, date, subject) of each commit that changed ``path``, newest first."""
+        out = self.repo.git.log("--format=%h%x09%ad%x09%s", "--date=short", "--", path)
+        return [tuple(line.split("\t", 2)) for line in out.splitlines() if line]  # type: ignore[misc]
+
+
+def diff_revisions(root: Path, rev_a: str, rev_b: str, under: str = "") -> RevisionDiff:
+    """Parameters, filters and frames that differ between two revisions (optionally under a path)."""
+    history = Revisions(root)
+    a, b = history.resolve(rev_a), history.resolve(rev_b)
+    result = RevisionDiff(a, b, params=_params_changes(history, a, b))
+    for path in sorted(history.manifest_paths(a, under) | history.manifest_paths(b, under)):
+        change = compare_manifests(path, history.json(a, path), history.json(b, path))
+        if change.status == "changed" and any(key.startswith("lineage.filter") for key in change.settings):
+            name = change.settings.get("lineage.filter.name", (None, None))[1]
+            name = name or (history.json(b, path) or {}).get("lineage", {}).get("filter", {}).get("name")
+            card = history.json(b, f"filters/{name}/filter.json") if name else None
+            change = ManifestChange(**{**change.__dict__, "filter_card": card})
+        result.manifests.append(change)
+    return result
+
+
+def _params_changes(history: Revisions, a: str, b: str) -> dict[str, tuple[Any, Any]]:
+    yaml = YAML(typ="safe")
+    before = yaml.load(history.text(a, "params.yaml") or "{}") or {}
+    after = yaml.load(history.text(b, "params.yaml") or "{}") or {}
+    watched = lambda doc: {key: doc.get(key) for key in _WATCHED_PARAMS}  # noqa: E731
+    return flat_changes(watched(before), watched(after))
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    commit: str
+    date: str
+    subject: str
+    change: ManifestChange
+
+
+def manifest_log(root: Path, path: Path) -> list[LogEntry]:
+    """Each revision that changed a manifest, newest first, with what it changed."""
+    history = Revisions(root)
+    relative = path.resolve().relative_to(root).as_posix() if path.is_absolute() else path.as_posix()
+    entries = []
+    for commit, date, subject in history.commits_touching(relative):
+        before = history.json(f"{commit}^", relative)
+        after = history.json(commit, relative)
+        entries.append(LogEntry(commit, date, subject, compare_manifests(relative, before, after)))
+    if not entries:
+        raise RotoscopeError(path, "no commit has this manifest (commit it first)")
+    return entries
+
+
+def _plain(value: Any) -> str:
+    return "(none)" if value is None else json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _md(value: Any) -> str:
+    return f"`{_plain(value)}`"
