@@ -3,73 +3,12 @@
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-import pytest
-from conftest import dvc, git, rotoscope
-from PIL import Image
+from conftest import CHANGED, FRAMES, dvc, git, repro, rotoscope, set_param, write_source
 
 from rotoscope import manifest as manifests
-from rotoscope.media.synth import LOSSLESS, painting, panning_pictures, write_clip
 from rotoscope.studio import Studio
-
-FRAMES = 10
-SIZE = (128, 96)
-CHANGED = (3, 7)  # the frames a re-shot clip replaces
-
-
-def write_source(path: Path, changed: tuple[int, ...] = ()) -> Path:
-    """A lossless clip (unchanged frames decode to identical pixels), optionally with some re-shot."""
-    pictures = list(panning_pictures(SIZE, FRAMES))
-    for index in changed:
-        pictures[index] = Image.fromarray(255 - np.asarray(pictures[index]))
-    write_clip(
-        path,
-        pictures,
-        [k * 512 for k in range(FRAMES)],
-        time_base=Fraction(1, 12800),
-        end_pts=FRAMES * 512,
-        size=SIZE,
-        audio=False,
-        settings=LOSSLESS,
-    )
-    return path
-
-
-def repro(root: Path) -> int | None:
-    """`dvc repro`; how many frames the filter ran on (None: the stylize stage did not run)."""
-    log = root / ".rotoscope/logs/stylize-look.json"
-    log.unlink(missing_ok=True)
-    dvc("repro", cwd=root)
-    git("add", "-A", cwd=root)
-    git("commit", "-qm", "repro", "--allow-empty", cwd=root)
-    return json.loads(log.read_text())["stylized"] if log.is_file() else None
-
-
-def set_param(root: Path, section: str, key: str, value: object) -> None:
-    studio = Studio(root)
-    document = studio.params()
-    target = document[section]
-    for part in key.split(".")[:-1]:
-        target = target[part]
-    target[key.split(".")[-1]] = value
-    studio.save_params(document)
-
-
-@pytest.fixture
-def render_studio(studio: Studio, tmp_path: Path) -> Studio:
-    """A studio with a lossless 10-frame clip, an instant filter and a render of one through the other."""
-    root = studio.root
-    rotoscope("add", str(write_source(tmp_path / "clip.mp4")), "--name", "clip", cwd=root)
-    Image.fromarray(painting(160, 120)).save(tmp_path / "style.png")
-    style = tmp_path / "style.png"
-    rotoscope("filter", "new", "swirls", "--style", str(style), "--kind", "instant", cwd=root)
-    rotoscope("render", "new", "look", "--video", "clip", "--filter", "swirls", "--strength", "0.8", cwd=root)
-    git("add", "-A", cwd=root)
-    git("commit", "-qm", "a clip, a filter, a render", cwd=root)
-    return studio
 
 
 def test_model_runs_only_for_frames_it_has_not_made(render_studio: Studio, tmp_path: Path) -> None:

@@ -207,6 +207,31 @@ def log(
             print(f"    changed frames: {ranges_text(change.frames.changed)}")
 
 
+# -- remotes -------------------------------------------------------------------------------------
+
+remote_app = typer.Typer(help="Where `dvc push` sends frames, models and renders.", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("add")
+def remote_add(
+    name: Annotated[str, typer.Argument(help="Remote name (letters, digits, '-', '_').")],
+    url: Annotated[str, typer.Argument(help="s3://bucket/prefix")],
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="An S3-compatible server (MinIO, Ceph, moto): http(s)://host:port.")
+    ] = None,
+    default: Annotated[bool, typer.Option(help="Make it the remote `dvc push` uses.")] = True,
+    studio: StudioOption = None,
+) -> None:
+    """Add an S3 remote to .dvc/config (credentials come from the usual AWS sources, never Git)."""
+    from rotoscope.store import dvc_add_s3_remote
+    from rotoscope.studio import check_name
+
+    here = _studio(studio)
+    dvc_add_s3_remote(here.root, check_name(name, "remote name"), url, endpoint_url, default)
+    say(f"remote {name} -> {url}{' (default)' if default else ''}; commit .dvc/config, then `dvc push`")
+
+
 # -- renders -------------------------------------------------------------------------------------
 
 render_app = typer.Typer(help="Renders: a video through a filter, made by `dvc repro`.", no_args_is_help=True)

@@ -175,6 +175,22 @@ def dvc_set_default_remote(root: Path, name: str, url: str) -> None:
         config["core"]["remote"] = name
 
 
+def dvc_add_s3_remote(root: Path, name: str, url: str, endpoint_url: str | None, default: bool) -> None:
+    """An S3 remote in ``.dvc/config`` (in Git). Credentials are never written there: DVC reads
+    them from the usual AWS sources (environment, ~/.aws, an instance role)."""
+    if not url.startswith("s3://") or len(url) <= len("s3://"):
+        raise RotoscopeError(None, f"an S3 remote URL looks like s3://bucket/prefix, not {url!r}")
+    if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
+        raise RotoscopeError(None, f"--endpoint-url must be http(s)://host:port, not {endpoint_url!r}")
+    settings: dict[str, str] = {"url": url}
+    if endpoint_url:
+        settings["endpointurl"] = endpoint_url
+    with _dvc_repo(root) as repo, repo.config.edit() as config:
+        config["remote"][name] = settings
+        if default:
+            config["core"]["remote"] = name
+
+
 class FrameReuse:
     """Stylized frames already made, found by what made them: (source md5, model md5, look).
 
