@@ -120,3 +120,34 @@ def test_two_branches_reproduce_and_diff_names_the_changes(render_studio: Studio
     git("switch", "-q", "softer", cwd=root)
     history = rotoscope("log", "manifests/clip/source.json", cwd=root).stdout
     assert "changed frames: 3, 7" in history and "added (10 frames)" in history
+
+
+def test_fetch_pulls_only_the_chosen_frames(render_studio: Studio, tmp_path: Path) -> None:
+    root = render_studio.root
+    repro(root)
+    dvc("push", cwd=root)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(root), str(clone), cwd=tmp_path)
+    styled = manifests.load(clone / "manifests/clip/look.json")
+
+    rotoscope("fetch", "manifests/clip/look.json", "--frames", "2-4", cwd=clone)
+    present = {f.i for f in styled.frames if styled.frame_path(clone, f).is_file()}
+    assert present == {2, 3, 4}
+    blobs = {p.parent.name + p.name for p in (clone / ".dvc/cache/files/md5").rglob("*") if p.is_file()}
+    assert {f.md5 for f in styled.frames} & blobs == {f.md5 for f in styled.frames if f.i in present}
+
+    step = styled.seconds(styled.frames[1].pts)  # 0.04 s a frame
+    rotoscope(
+        "fetch", "manifests/clip/look.json", "--time", f"{6 * step + 0.001}-{7 * step + 0.001}", cwd=clone
+    )
+    present = {f.i for f in styled.frames if styled.frame_path(clone, f).is_file()}
+    assert present == {2, 3, 4, 6, 7}
+
+    for args, problem in [
+        (["--frames", "7-3"], "the end comes before the start"),
+        (["--frames", "a-b"], "takes FIRST-LAST"),
+        (["--frames", "50-60"], "no frames in that range"),
+        ([], "give exactly one of"),
+    ]:
+        failed = rotoscope("fetch", "manifests/clip/look.json", *args, cwd=clone, check=False)
+        assert failed.returncode == 1 and problem in failed.stderr, failed.stderr

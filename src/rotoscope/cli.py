@@ -189,6 +189,43 @@ def diff(
 
 
 @app.command()
+def fetch(
+    manifest: Annotated[Path, typer.Argument(help="Manifest whose frames to bring in.")],
+    frames: Annotated[str | None, typer.Option(help="Frame indices, first-last inclusive: 100-200.")] = None,
+    time_range: Annotated[
+        str | None, typer.Option("--time", help="Seconds, start-end: 4.0-8.0 (frames shown then).")
+    ] = None,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="Remote (default: DVC's).")] = None,
+) -> None:
+    """Pull only some frames' blobs from the remote (by md5), not the whole folder."""
+    from rotoscope import manifest as manifests
+    from rotoscope.store import dvc_pull_files
+
+    here = _studio(manifest.parent)
+    loaded = manifests.load(manifest)
+    if (frames is None) == (time_range is None):
+        raise RotoscopeError(manifest, "give exactly one of --frames FIRST-LAST or --time START-END")
+    if frames is not None:
+        chosen = loaded.frames_between(*_parse_range(frames, int, "--frames"))
+    else:
+        chosen = loaded.frames_shown(*_parse_range(time_range or "", float, "--time"))
+    if not chosen:
+        raise RotoscopeError(manifest, f"no frames in that range (it has frames 0-{len(loaded.frames) - 1})")
+    dvc_pull_files(here.root, [loaded.frame_path(here.root, frame) for frame in chosen], remote)
+    say(f"fetched {len(chosen)} frame(s) of {manifest}: {chosen[0].i}-{chosen[-1].i}")
+
+
+def _parse_range(text: str, kind: type, option: str) -> tuple:
+    try:
+        first, last = (kind(part) for part in text.split("-", 1))
+    except ValueError:
+        raise RotoscopeError(None, f"{option} takes FIRST-LAST (10-20, 4.0-8.0), not {text!r}") from None
+    if last < first:
+        raise RotoscopeError(None, f"{option} {text}: the end comes before the start")
+    return first, last
+
+
+@app.command()
 def log(
     manifest: Annotated[Path, typer.Argument(help="Manifest whose history to show.")],
     studio: StudioOption = None,

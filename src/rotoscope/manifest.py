@@ -65,6 +65,19 @@ class Manifest:
     def seconds(self, pts: int) -> float:
         return float(pts * self.time_base_fraction)
 
+    def frames_between(self, first: int, last: int) -> list[Frame]:
+        """Frames by index, ``first`` to ``last`` inclusive."""
+        return [frame for frame in self.frames if first <= frame.i <= last]
+
+    def frames_shown(self, start: float, end: float) -> list[Frame]:
+        """Frames on screen at some moment from ``start`` to ``end`` seconds."""
+        ends = [frame.pts for frame in self.frames[1:]] + [self.end_pts]
+        return [
+            frame
+            for frame, until in zip(self.frames, ends, strict=True)
+            if self.seconds(frame.pts) < end and self.seconds(until) > start
+        ]
+
     def frame_filename(self, frame: Frame) -> str:
         return f"{frame.i:0{FRAME_NAME_DIGITS}d}.{self.extract['format']}"
 

@@ -175,6 +175,16 @@ def dvc_set_default_remote(root: Path, name: str, url: str) -> None:
         config["core"]["remote"] = name
 
 
+def dvc_pull_files(root: Path, paths: list[Path], remote: str | None) -> None:
+    """Fetch and check out only these files of DVC-tracked folders (a granular pull)."""
+    targets = [str(path.relative_to(root)) for path in paths]
+    with _dvc_repo(root) as repo:
+        try:
+            repo.pull(targets=targets, remote=remote)
+        except Exception as error:  # DVC's errors name the remote and the cause
+            raise RotoscopeError(root, f"pull failed: {error}") from None
+
+
 def dvc_add_s3_remote(root: Path, name: str, url: str, endpoint_url: str | None, default: bool) -> None:
     """An S3 remote in ``.dvc/config`` (in Git). Credentials are never written there: DVC reads
     them from the usual AWS sources (environment, ~/.aws, an instance role)."""
