@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import numpy as np
+import pytest
 from conftest import CHANGED, FRAMES, dvc, git, repro, rotoscope, set_param, write_source
+from PIL import Image
 
 from rotoscope import manifest as manifests
 from rotoscope.studio import Studio
@@ -151,3 +157,61 @@ def test_fetch_pulls_only_the_chosen_frames(render_studio: Studio, tmp_path: Pat
     ]:
         failed = rotoscope("fetch", "manifests/clip/look.json", *args, cwd=clone, check=False)
         assert failed.returncode == 1 and problem in failed.stderr, failed.stderr
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not found:
+        pytest.skip("no Chromium on PATH (./run tests installs Debian's chromium with apt-get)")
+    return found
+
+
+def headless(browser: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={cwd / 'chromium-profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    return subprocess.run(
+        [browser, *flags, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=True
+    )
+
+
+def test_review_page_shows_changed_ranges_fetched_from_the_remote(
+    render_studio: Studio, tmp_path: Path
+) -> None:
+    browser = chromium()
+    root = render_studio.root
+    git("branch", "-M", "main", cwd=root)
+    repro(root)
+    dvc("push", cwd=root)
+    git("switch", "-qc", "reshot", cwd=root)
+    rotoscope("add", str(write_source(tmp_path / "reshot.mp4", CHANGED)), "--name", "clip", cwd=root)
+    repro(root)
+    dvc("push", cwd=root)
+
+    clone = tmp_path / "clone"  # a reviewer's fresh clone: nothing in its cache
+    git("clone", "-q", str(root), str(clone), cwd=tmp_path)
+    git("switch", "-q", "reshot", cwd=clone)
+    page = tmp_path / "review.html"
+    rotoscope("diff", "origin/main", "reshot", "--html", str(page), cwd=clone)
+    cached = [p for p in (clone / ".dvc/cache/files/md5").rglob("*") if p.is_file() and p.suffix != ".dir"]
+    assert len(cached) == 2 * 2 * len(CHANGED)  # frames 3 and 7, before and after, source and look
+
+    text = page.read_text()
+    assert "changed frames 3, 7" in text and text.count("<img ") == 2 * 2 * len(CHANGED)
+    dom = headless(browser, "--dump-dom", page.as_uri(), cwd=tmp_path).stdout
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert loaded and int(loaded.group(1)) == 2 * 2 * len(CHANGED), dom[-400:]
+    shot = tmp_path / "shot.png"
+    headless(browser, f"--screenshot={shot}", "--window-size=1100,1400", page.as_uri(), cwd=tmp_path)
+    with Image.open(shot) as picture:
+        colours = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    assert colours.std() > 20  # thumbnails on the page, not a blank one

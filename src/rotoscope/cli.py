@@ -173,6 +173,10 @@ def diff(
     path: Annotated[str, typer.Argument(help="Only manifests under this path.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     as_markdown: Annotated[bool, typer.Option("--md", help="Markdown, for a pull request comment.")] = False,
+    html_page: Annotated[
+        Path | None, typer.Option("--html", help="Also write a review page with side-by-side thumbnails.")
+    ] = None,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="Remote for missing frames.")] = None,
     studio: StudioOption = None,
 ) -> None:
     """What changed between two revisions: parameters, filters, frame ranges, frames added or removed."""
@@ -180,6 +184,11 @@ def diff(
 
     here = _studio(studio)
     report = diff_revisions(here.root, rev_a, rev_b, path)
+    if html_page is not None:
+        from rotoscope.review import review_page
+
+        shown = review_page(here.root, report, html_page, remote)
+        say(f"wrote {html_page} ({shown} frame pair(s))")
     if as_json:
         sys.stdout.write(report.to_json())
     elif as_markdown:

@@ -261,3 +261,18 @@ def _plain(value: Any) -> str:
 
 def _md(value: Any) -> str:
     return f"`{_plain(value)}`"
+
+
+# -- the review page -------------------------------------------------------------------------------
+
+THUMB_WIDTH = 240
+SAMPLES_PER_RANGE = 3  # first, middle and last frame of each changed range
+MAX_SAMPLES = 36  # per manifest: a page a reviewer can scroll, whatever the change
+
+
+def sampled_frames(ranges: list[tuple[int, int]]) -> list[int]:
+    """Frame indices to show for changed ranges: their ends and middles, at most MAX_SAMPLES."""
+    chosen: list[int] = []
+    for first, last in ranges:
+        chosen += sorted({first, (first + last) // 2, last})[:SAMPLES_PER_RANGE]
+    return chosen[:MAX_SAMPLES]

@@ -1,7 +1,11 @@
-"""Looking at what a studio holds: manifest summaries, blob verification, contact sheets."""
+"""Looking at what a studio holds: manifest summaries, blob verification, contact sheets, and the
+review page of a diff between two revisions."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,8 +15,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
+from rotoscope.history import THUMB_WIDTH, RevisionDiff, Revisions, describe, ranges_text, sampled_frames
 from rotoscope.manifest import Manifest
-from rotoscope.store import BlobCheck, BlobStore
+from rotoscope.store import BlobCheck, BlobStore, atomic_write_text, dvc_fetch_files
 
 
 @dataclass(frozen=True)
@@ -172,3 +177,126 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width:
     while text and draw.textlength(text + "…", font=font) > width:
         text = text[:-1]
     return text + "…"
+
+
+# -- the review page of a diff ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PagePair:
+    index: int
+    seconds: float
+    before: str | None  # md5 of the frame at the older revision
+    after: str | None
+
+
+def review_page(root: Path, report: RevisionDiff, out: Path, remote: str | None = None) -> int:
+    """A self-contained HTML page: side-by-side thumbnails of each changed range. Returns how many.
+
+    Frames come by md5 from the DVC cache; those missing are fetched from the remote, and only
+    those (a granular fetch of the sampled frame files at each revision).
+    """
+    history = Revisions(root)
+    sections = []
+    for change in report.manifests:
+        if change.status != "changed" or not change.frames.changed:
+            continue
+        before = manifests.from_dict(history.json(report.rev_a, change.path) or {})
+        after = manifests.from_dict(history.json(report.rev_b, change.path) or {})
+        pairs = [
+            PagePair(i, after.seconds(after.frames[i].pts), before.frames[i].md5, after.frames[i].md5)
+            for i in sampled_frames(change.frames.changed)
+        ]
+        _fetch_missing(root, report, before, after, pairs, remote)
+        sections.append((change, pairs))
+    store = BlobStore(root)
+    page = _page_html(report, sections, lambda md5: _thumbnail_uri(store, md5))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, page)
+    return sum(len(pairs) for _, pairs in sections)
+
+
+def _fetch_missing(
+    root: Path,
+    report: RevisionDiff,
+    before: Manifest,
+    after: Manifest,
+    pairs: list[PagePair],
+    remote: str | None,
+) -> None:
+    store = BlobStore(root)
+    for rev, manifest, side in ((report.rev_a, before, "before"), (report.rev_b, after, "after")):
+        wanted = [
+            manifest.frame_path(root, manifest.frames[pair.index])
+            for pair in pairs
+            if not store.cache_path(getattr(pair, side)).is_file()
+        ]
+        if wanted:
+            dvc_fetch_files(root, wanted, rev, remote)
+
+
+def _thumbnail_uri(store: BlobStore, md5: str) -> str | None:
+    path = store.cache_path(md5)
+    if not path.is_file():
+        return None
+    with Image.open(path) as picture:
+        thumb = picture.convert("RGB")
+        thumb.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        thumb.save(buffer, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _page_html(report: RevisionDiff, sections: list, thumbnail: Callable[[str], str | None]) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>rotoscope diff {esc(report.rev_a)}..{esc(report.rev_b)}</title>",
+        "<style>body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        ".pair{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}"
+        ".pair img{display:block;border:1px solid #999}.side{display:inline-block;margin-right:4px}"
+        ".missing{width:240px;height:135px;background:#eee;display:flex;align-items:center;"
+        "justify-content:center;color:#900}code{font-size:12px}</style></head><body>",
+        f"<h1>rotoscope diff <code>{esc(report.rev_a)}</code> → <code>{esc(report.rev_b)}</code></h1>",
+    ]
+    if report.params:
+        parts.append("<h2>Parameters</h2><table><tr><th>key</th><th>before</th><th>after</th></tr>")
+        for key, (a, b) in report.params.items():
+            parts.append(
+                f"<tr><td><code>{esc(key)}</code></td><td>{esc(str(a))}</td><td>{esc(str(b))}</td></tr>"
+            )
+        parts.append("</table>")
+    for change, pairs in sections:
+        parts.append(
+            f"<h2><code>{esc(change.path)}</code></h2><p>{esc(describe(change))}; changed frames "
+            f"{esc(ranges_text(change.frames.changed))}</p>"
+        )
+        if change.settings:
+            parts.append(
+                "<ul>"
+                + "".join(
+                    f"<li><code>{esc(k)}</code>: {esc(str(a))} → {esc(str(b))}</li>"
+                    for k, (a, b) in change.settings.items()
+                )
+                + "</ul>"
+            )
+        for pair in pairs:
+            parts.append(f"<div class='pair'><div>frame {pair.index} ({pair.seconds:.3f} s)</div>")
+            for label, md5 in (("before", pair.before), ("after", pair.after)):
+                uri = thumbnail(md5) if md5 else None
+                picture = (
+                    f"<img src='{uri}' alt='{label} {md5}' width='{THUMB_WIDTH}'>"
+                    if uri
+                    else f"<div class='missing'>{label}: not in cache or remote</div>"
+                )
+                parts.append(f"<div class='side'>{picture}<code>{label} {esc((md5 or '')[:8])}</code></div>")
+            parts.append("</div>")
+    if not sections:
+        parts.append("<p>No frame changed.</p>")
+    parts.append(
+        "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+        "document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;"
+        "document.body.dataset.images=i.length;});</script></body></html>"
+    )
+    return "\n".join(parts) + "\n"

@@ -185,6 +185,16 @@ def dvc_pull_files(root: Path, paths: list[Path], remote: str | None) -> None:
             raise RotoscopeError(root, f"pull failed: {error}") from None
 
 
+def dvc_fetch_files(root: Path, paths: list[Path], rev: str, remote: str | None) -> None:
+    """Bring only these files (as they are at Git revision ``rev``) into the DVC cache."""
+    targets = [str(path.relative_to(root)) for path in paths]
+    with _dvc_repo(root) as repo:
+        try:
+            repo.fetch(targets=targets, revs=[rev], remote=remote)
+        except Exception as error:  # DVC's errors name the remote and the cause
+            raise RotoscopeError(root, f"fetch failed: {error}") from None
+
+
 def dvc_add_s3_remote(root: Path, name: str, url: str, endpoint_url: str | None, default: bool) -> None:
     """An S3 remote in ``.dvc/config`` (in Git). Credentials are never written there: DVC reads
     them from the usual AWS sources (environment, ~/.aws, an instance role)."""
