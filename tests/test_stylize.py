@@ -123,6 +123,19 @@ def test_two_branches_reproduce_and_diff_names_the_changes(render_studio: Studio
     )
     assert [m["path"] for m in only_source["manifests"]] == ["manifests/clip/source.json"]
 
+    every_frame = []  # frame md5s of every manifest on both branches, repeats included
+    for branch in ("main", "softer"):
+        for path in ("manifests/clip/source.json", "manifests/clip/look.json"):
+            shown = git("show", f"{branch}:{path}", cwd=root).stdout
+            every_frame += [frame["md5"] for frame in json.loads(shown)["frames"]]
+    dvc("push", "--all-branches", cwd=root)
+    remote = root.parent / "remote"
+    stored = [p.parent.name + p.name for p in (remote / "files/md5").rglob("*") if p.is_file()]
+    assert len(stored) == len(set(stored))
+    frame_objects = [md5 for md5 in stored if md5 in set(every_frame)]
+    assert sorted(frame_objects) == sorted(set(every_frame))  # each frame once, shared ones too
+    assert len(every_frame) - len(frame_objects) == FRAMES - len(CHANGED)  # the shared source frames
+
     git("switch", "-q", "softer", cwd=root)
     history = rotoscope("log", "manifests/clip/source.json", cwd=root).stdout
     assert "changed frames: 3, 7" in history and "added (10 frames)" in history
