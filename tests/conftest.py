@@ -92,17 +92,17 @@ SIZE = (128, 96)
 CHANGED = (3, 7)  # the frames a re-shot clip replaces
 
 
-def write_source(path: Path, changed: tuple[int, ...] = ()) -> Path:
+def write_source(path: Path, changed: tuple[int, ...] = (), frames: int = FRAMES) -> Path:
     """A lossless clip (unchanged frames decode to identical pixels), optionally with some re-shot."""
-    pictures = list(panning_pictures(SIZE, FRAMES))
+    pictures = list(panning_pictures(SIZE, frames))
     for index in changed:
         pictures[index] = Image.fromarray(255 - np.asarray(pictures[index]))
     write_clip(
         path,
         pictures,
-        [k * 512 for k in range(FRAMES)],
+        [k * 512 for k in range(frames)],
         time_base=Fraction(1, 12800),
-        end_pts=FRAMES * 512,
+        end_pts=frames * 512,
         size=SIZE,
         audio=False,
         settings=LOSSLESS,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rotoscope.history import MAX_SAMPLES, compare_frames, compare_manifests, flat_changes, sampled_frames
+from rotoscope.history import compare_frames, compare_manifests, flat_changes
 from rotoscope.manifest import Frame, Manifest
+from rotoscope.review import MAX_SAMPLES, sampled_frames
 
 
 def frames(md5s: str, step: int = 10) -> list[dict]:
@@ -72,6 +73,7 @@ def test_frames_shown_in_a_time_range() -> None:
         frames=[Frame(i, i * 10, "a" * 32, 1) for i in range(4)],  # one frame a second
     )
     assert [f.i for f in manifest.frames_shown(1.5, 2.5)] == [1, 2]  # on screen at some moment
-    assert [f.i for f in manifest.frames_shown(1.0, 2.0)] == [1]
+    assert [f.i for f in manifest.frames_shown(1.0, 2.0)] == [1, 2]  # both ends count
+    assert [f.i for f in manifest.frames_shown(2.5, 2.5)] == [2]  # an instant
     assert [f.i for f in manifest.frames_shown(3.5, 9.0)] == [3]
     assert [f.i for f in manifest.frames_between(1, 2)] == [1, 2]

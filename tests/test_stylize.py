@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -197,11 +201,9 @@ def headless(browser: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     )
 
 
-def test_review_page_shows_changed_ranges_fetched_from_the_remote(
-    render_studio: Studio, tmp_path: Path
-) -> None:
-    browser = chromium()
-    root = render_studio.root
+def three_versions_and_a_review(root: Path, tmp_path: Path) -> Path:
+    """main, reshot (frames 3 and 7 re-shot) and softer (strength 0.5), all pushed; a reviewer's
+    fresh clone, sitting on softer, writes the review page of main..reshot. Returns the clone."""
     git("branch", "-M", "main", cwd=root)
     repro(root)
     dvc("push", cwd=root)
@@ -209,17 +211,37 @@ def test_review_page_shows_changed_ranges_fetched_from_the_remote(
     rotoscope("add", str(write_source(tmp_path / "reshot.mp4", CHANGED)), "--name", "clip", cwd=root)
     repro(root)
     dvc("push", cwd=root)
+    git("switch", "-qc", "softer", "main", cwd=root)
+    set_param(root, "renders", "look.strength", 0.5)
+    repro(root)
+    dvc("push", cwd=root)
 
-    clone = tmp_path / "clone"  # a reviewer's fresh clone: nothing in its cache
+    clone = tmp_path / "clone"  # nothing in its cache
     git("clone", "-q", str(root), str(clone), cwd=tmp_path)
-    git("switch", "-q", "reshot", cwd=clone)
-    page = tmp_path / "review.html"
-    rotoscope("diff", "origin/main", "reshot", "--html", str(page), cwd=clone)
+    git("switch", "-q", "softer", cwd=clone)
+    rotoscope("diff", "origin/main", "origin/reshot", "--html", str(tmp_path / "review.html"), cwd=clone)
+    return clone
+
+
+def test_review_page_fetches_only_the_sampled_frames(render_studio: Studio, tmp_path: Path) -> None:
+    clone = three_versions_and_a_review(render_studio.root, tmp_path)
     cached = [p for p in (clone / ".dvc/cache/files/md5").rglob("*") if p.is_file() and p.suffix != ".dir"]
     assert len(cached) == 2 * 2 * len(CHANGED)  # frames 3 and 7, before and after, source and look
-
-    text = page.read_text()
+    wanted = set()
+    for rev in ("origin/main", "origin/reshot"):
+        for path in ("manifests/clip/source.json", "manifests/clip/look.json"):
+            frames = json.loads(git("show", f"{rev}:{path}", cwd=clone).stdout)["frames"]
+            wanted |= {frames[i]["md5"] for i in CHANGED}
+    assert {p.parent.name + p.name for p in cached} == wanted  # not the checked-out branch's
+    text = (tmp_path / "review.html").read_text()
     assert "changed frames 3, 7" in text and text.count("<img ") == 2 * 2 * len(CHANGED)
+    assert "not in cache or remote" not in text
+
+
+def test_review_page_opens_in_a_browser(render_studio: Studio, tmp_path: Path) -> None:
+    browser = chromium()
+    three_versions_and_a_review(render_studio.root, tmp_path)
+    page = tmp_path / "review.html"
     dom = headless(browser, "--dump-dom", page.as_uri(), cwd=tmp_path).stdout
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     assert loaded and int(loaded.group(1)) == 2 * 2 * len(CHANGED), dom[-400:]
@@ -228,3 +250,60 @@ def test_review_page_shows_changed_ranges_fetched_from_the_remote(
     with Image.open(shot) as picture:
         colours = np.asarray(picture.convert("RGB"), dtype=np.float32)
     assert colours.std() > 20  # thumbnails on the page, not a blank one
+
+
+def test_a_killed_stylize_run_resumes(render_studio: Studio, tmp_path: Path) -> None:
+    root = render_studio.root
+    frames = 40
+    rotoscope("add", str(write_source(tmp_path / "long.mp4", frames=frames)), "--name", "clip", cwd=root)
+    dvc("repro", "split@clip", "train@swirls", cwd=root)
+    index = root / ".rotoscope/stylized/index"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rotoscope", "stylize", "look"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(list(index.rglob("*"))) < 8:  # a few frames made (index folders count too)
+        assert child.poll() is None and time.monotonic() < deadline, "stylize ended before it could be killed"
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    made = len([p for p in index.rglob("*") if p.is_file()])
+    assert 0 < made < frames
+    assert not (root / "manifests/clip/look.json").exists()  # nothing half-written where it shows
+    rotoscope("stylize", "look", cwd=root)
+    counts = json.loads((root / ".rotoscope/logs/stylize-look.json").read_text())
+    assert counts == {"frames": frames, "stylized": frames - made, "reused": made}
+    rotoscope("verify", "manifests/clip/look.json", cwd=root)
+
+
+def test_stylize_and_diff_refuse_bad_requests(render_studio: Studio, tmp_path: Path) -> None:
+    root = render_studio.root
+    dvc("repro", "split@clip", cwd=root)
+    no_model = rotoscope("stylize", "look", cwd=root, check=False)
+    assert no_model.returncode == 1 and "has no model yet" in no_model.stderr
+    assert len(no_model.stderr.strip().splitlines()) == 1
+    unknown = rotoscope("diff", "no-such-branch", cwd=root, check=False)
+    assert unknown.returncode == 1 and "unknown revision 'no-such-branch'" in unknown.stderr
+    outside = rotoscope("diff", "HEAD", "HEAD", str(tmp_path), cwd=root, check=False)
+    assert outside.returncode == 1 and "outside the studio" in outside.stderr
+    nothing = rotoscope("diff", "HEAD", "HEAD", "manifests/nope", cwd=root, check=False)
+    assert nothing.returncode == 1 and "no manifest under this path" in nothing.stderr
+
+
+def test_diff_lists_a_render_added_on_a_branch(render_studio: Studio, tmp_path: Path) -> None:
+    root = render_studio.root
+    git("branch", "-M", "main", cwd=root)
+    dvc("repro", "split@clip", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "split only", cwd=root)
+    repro(root)
+    report = json.loads(rotoscope("diff", "HEAD~1", "HEAD", "--json", cwd=root).stdout)
+    added = {m["path"]: m for m in report["manifests"]}["manifests/clip/look.json"]
+    assert added["status"] == "added" and added["frames_b"] == FRAMES
+    page = tmp_path / "page.html"
+    rotoscope("diff", "HEAD~1", "HEAD", "--html", str(page), cwd=root)
+    assert "manifests/clip/look.json</code>: added (10 frames)" in page.read_text()

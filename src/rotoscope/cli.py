@@ -180,10 +180,11 @@ def diff(
     studio: StudioOption = None,
 ) -> None:
     """What changed between two revisions: parameters, filters, frame ranges, frames added or removed."""
-    from rotoscope.history import diff_revisions
+    from rotoscope.history import diff_revisions, studio_path
 
     here = _studio(studio)
-    report = diff_revisions(here.root, rev_a, rev_b, path)
+    under = studio_path(here.root, Path(path)) if path else ""
+    report = diff_revisions(here.root, rev_a, rev_b, "" if under == "." else under)
     if html_page is not None:
         from rotoscope.review import review_page
 

@@ -172,16 +172,20 @@ def compare_manifests(path: str, before: dict | None, after: dict | None) -> Man
 
 
 class Revisions:
-    """A studio's Git history, read through GitPython."""
+    """A studio's Git history, read through GitPython. Paths are the studio's own, even when the
+    studio is a folder inside a larger repository."""
 
     def __init__(self, root: Path) -> None:
         import git
 
         self.root = root
         try:
-            self.repo = git.Repo(root)
+            self.repo = git.Repo(root, search_parent_directories=True)
         except git.exc.InvalidGitRepositoryError:
-            raise RotoscopeError(root, "not a Git repository") from None
+            raise RotoscopeError(root, "not inside a Git repository") from None
+        top = Path(self.repo.working_tree_dir or root).resolve()
+        inside = root.resolve().relative_to(top).as_posix()
+        self.prefix = "" if inside == "." else inside + "/"
 
     def resolve(self, rev: str) -> str:
         try:
@@ -191,22 +195,39 @@ class Revisions:
 
     def text(self, rev: str, path: str) -> str | None:
         try:
-            return self.repo.git.show(f"{rev}:{path}")
-        except Exception:
+            return self.repo.git.show(f"{rev}:{self.prefix}{path}")
+        except Exception:  # not in that revision
             return None
 
     def json(self, rev: str, path: str) -> dict[str, Any] | None:
         text = self.text(rev, path)
-        return None if text is None else json.loads(text)
+        if text is None:
+            return None
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise RotoscopeError(f"{rev}:{path}", f"not valid JSON ({error})") from None
+        if not isinstance(document, dict):
+            raise RotoscopeError(f"{rev}:{path}", "not a JSON object")
+        return document
 
     def manifest_paths(self, rev: str, under: str) -> set[str]:
-        listed = self.repo.git.ls_tree("-r", "--name-only", rev, "--", under or "manifests")
-        return {p for p in listed.splitlines() if p.startswith("manifests/") and p.endswith(".json")}
+        listed = self.repo.git.ls_tree("-r", "--name-only", rev, "--", self.prefix + (under or "manifests"))
+        inside = (p[len(self.prefix) :] for p in listed.splitlines())
+        return {p for p in inside if p.startswith("manifests/") and p.endswith(".json")}
 
     def commits_touching(self, path: str) -> list[tuple[str, str, str]]:
         """(short sha, date, subject) of each commit that changed ``path``, newest first."""
-        out = self.repo.git.log("--format=%h%x09%ad%x09%s", "--date=short", "--", path)
+        out = self.repo.git.log("--format=%h%x09%ad%x09%s", "--date=short", "--", self.prefix + path)
         return [tuple(line.split("\t", 2)) for line in out.splitlines() if line]  # type: ignore[misc]
+
+
+def studio_path(root: Path, path: Path) -> str:
+    """``path`` (absolute, or relative to the current folder) as the studio names it."""
+    full = path.resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise RotoscopeError(path, f"outside the studio ({root})")
+    return full.relative_to(root.resolve()).as_posix()
 
 
 def diff_revisions(root: Path, rev_a: str, rev_b: str, under: str = "") -> RevisionDiff:
@@ -214,7 +235,10 @@ def diff_revisions(root: Path, rev_a: str, rev_b: str, under: str = "") -> Revis
     history = Revisions(root)
     a, b = history.resolve(rev_a), history.resolve(rev_b)
     result = RevisionDiff(a, b, params=_params_changes(history, a, b))
-    for path in sorted(history.manifest_paths(a, under) | history.manifest_paths(b, under)):
+    paths = history.manifest_paths(a, under) | history.manifest_paths(b, under)
+    if under and not paths:
+        raise RotoscopeError(under, f"no manifest under this path at {rev_a} or {rev_b}")
+    for path in sorted(paths):
         change = compare_manifests(path, history.json(a, path), history.json(b, path))
         if change.status == "changed" and any(key.startswith("lineage.filter") for key in change.settings):
             name = change.settings.get("lineage.filter.name", (None, None))[1]
@@ -226,11 +250,17 @@ def diff_revisions(root: Path, rev_a: str, rev_b: str, under: str = "") -> Revis
 
 
 def _params_changes(history: Revisions, a: str, b: str) -> dict[str, tuple[Any, Any]]:
-    yaml = YAML(typ="safe")
-    before = yaml.load(history.text(a, "params.yaml") or "{}") or {}
-    after = yaml.load(history.text(b, "params.yaml") or "{}") or {}
-    watched = lambda doc: {key: doc.get(key) for key in _WATCHED_PARAMS}  # noqa: E731
-    return flat_changes(watched(before), watched(after))
+    return flat_changes(_watched_params(history, a), _watched_params(history, b))
+
+
+def _watched_params(history: Revisions, rev: str) -> dict[str, Any]:
+    try:
+        document = YAML(typ="safe").load(history.text(rev, "params.yaml") or "{}") or {}
+    except Exception as error:  # ruamel raises many types, all meaning "not valid YAML"
+        raise RotoscopeError(f"{rev}:params.yaml", f"invalid YAML ({error})") from None
+    if not isinstance(document, dict):
+        raise RotoscopeError(f"{rev}:params.yaml", "must be a mapping of sections")
+    return {key: document.get(key) for key in _WATCHED_PARAMS}
 
 
 @dataclass(frozen=True)
@@ -244,7 +274,7 @@ class LogEntry:
 def manifest_log(root: Path, path: Path) -> list[LogEntry]:
     """Each revision that changed a manifest, newest first, with what it changed."""
     history = Revisions(root)
-    relative = path.resolve().relative_to(root).as_posix() if path.is_absolute() else path.as_posix()
+    relative = studio_path(root, path)
     entries = []
     for commit, date, subject in history.commits_touching(relative):
         before = history.json(f"{commit}^", relative)
@@ -261,18 +291,3 @@ def _plain(value: Any) -> str:
 
 def _md(value: Any) -> str:
     return f"`{_plain(value)}`"
-
-
-# -- the review page -------------------------------------------------------------------------------
-
-THUMB_WIDTH = 240
-SAMPLES_PER_RANGE = 3  # first, middle and last frame of each changed range
-MAX_SAMPLES = 36  # per manifest: a page a reviewer can scroll, whatever the change
-
-
-def sampled_frames(ranges: list[tuple[int, int]]) -> list[int]:
-    """Frame indices to show for changed ranges: their ends and middles, at most MAX_SAMPLES."""
-    chosen: list[int] = []
-    for first, last in ranges:
-        chosen += sorted({first, (first + last) // 2, last})[:SAMPLES_PER_RANGE]
-    return chosen[:MAX_SAMPLES]

@@ -70,12 +70,12 @@ class Manifest:
         return [frame for frame in self.frames if first <= frame.i <= last]
 
     def frames_shown(self, start: float, end: float) -> list[Frame]:
-        """Frames on screen at some moment from ``start`` to ``end`` seconds."""
+        """Frames on screen at some moment from ``start`` to ``end`` seconds, both included."""
         ends = [frame.pts for frame in self.frames[1:]] + [self.end_pts]
         return [
             frame
             for frame, until in zip(self.frames, ends, strict=True)
-            if self.seconds(frame.pts) < end and self.seconds(until) > start
+            if self.seconds(frame.pts) <= end and self.seconds(until) > start
         ]
 
     def frame_filename(self, frame: Frame) -> str:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
+from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, Stylizer
 from rotoscope.manifest import Frame, Lineage, Manifest
 from rotoscope.media import (
     EncodeSettings,
@@ -210,7 +211,7 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
         kind="stylized",
         name=name,
         video=parent.video,
-        extract={**parent.extract, "format": job.format, "quality": job.quality},
+        extract={**parent.extract, **_frame_files(job)},
         frames_dir=studio.relative(studio.frames_dir(job.video, name)),
         width=width,
         height=height,
@@ -234,6 +235,12 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
     return outcome
 
 
+def _frame_files(job: RenderJob) -> dict[str, object]:
+    """How the stylized frame files were written: the render's size limit (if any) and format."""
+    shrink = {"max_side": job.max_side} if job.max_side is not None else {}
+    return {**shrink, "format": job.format, "quality": job.quality}
+
+
 class _StylizedFrames:
     """Each source frame's stylized file, found again or made, copied into the staged folder."""
 
@@ -248,11 +255,11 @@ class _StylizedFrames:
     ) -> None:
         self.studio, self.job, self.parent = studio, job, parent
         self.model_md5, self.reuse, self.staged = model_md5, reuse, staged
-        self.look = job.look()
+        self.look = {**job.look(), "apply": APPLY_VERSION, "memory_mb": DEFAULT_MEMORY_MB}
         self.blobs = BlobStore(studio.root)
         self.stylized = 0
         self.size: tuple[int, int] | None = None
-        self._filter = None
+        self._filter: Stylizer | None = None
 
     def frame(self, source: Frame, update: Callable[..., None]) -> Frame:
         key = FrameReuse.key(source.md5, self.model_md5, self.look)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
-from rotoscope.history import THUMB_WIDTH, RevisionDiff, Revisions, describe, ranges_text, sampled_frames
+from rotoscope.history import ManifestChange, RevisionDiff, Revisions, describe, ranges_text
 from rotoscope.manifest import Manifest
 from rotoscope.store import BlobCheck, BlobStore, atomic_write_text, dvc_fetch_files
 
@@ -181,6 +181,18 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width:
 
 # -- the review page of a diff ------------------------------------------------------------------
 
+THUMB_WIDTH = 240
+SAMPLES_PER_RANGE = 3  # first, middle and last frame of each changed range
+MAX_SAMPLES = 36  # per manifest: a page a reviewer can scroll, whatever the change
+
+
+def sampled_frames(ranges: list[tuple[int, int]]) -> list[int]:
+    """Frame indices to show for changed ranges: their ends and middles, at most MAX_SAMPLES."""
+    chosen: list[int] = []
+    for first, last in ranges:
+        chosen += sorted({first, (first + last) // 2, last})[:SAMPLES_PER_RANGE]
+    return chosen[:MAX_SAMPLES]
+
 
 @dataclass(frozen=True)
 class PagePair:
@@ -197,7 +209,7 @@ def review_page(root: Path, report: RevisionDiff, out: Path, remote: str | None 
     those (a granular fetch of the sampled frame files at each revision).
     """
     history = Revisions(root)
-    sections = []
+    sections: list[tuple[ManifestChange, list[PagePair]]] = []
     for change in report.manifests:
         if change.status != "changed" or not change.frames.changed:
             continue
@@ -247,56 +259,81 @@ def _thumbnail_uri(store: BlobStore, md5: str) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _page_html(report: RevisionDiff, sections: list, thumbnail: Callable[[str], str | None]) -> str:
-    esc = html.escape
+Thumbnail = Callable[[str], str | None]  # md5 -> a data: URI, or None when the blob is nowhere
+_STYLE = (
+    "body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+    ".pair{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}"
+    ".pair img{display:block;border:1px solid #999}.side{display:inline-block;margin-right:4px}"
+    ".missing{width:240px;height:135px;background:#eee;display:flex;align-items:center;"
+    "justify-content:center;color:#900}code{font-size:12px}"
+)
+_COUNT_LOADED_IMAGES = (  # lets a headless browser (and a test) tell that every thumbnail decoded
+    "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+    "document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;"
+    "document.body.dataset.images=i.length;});</script>"
+)
+
+
+def _page_html(
+    report: RevisionDiff, sections: list[tuple[ManifestChange, list[PagePair]]], thumbnail: Thumbnail
+) -> str:
+    title = f"rotoscope diff {html.escape(report.rev_a)} → {html.escape(report.rev_b)}"
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>rotoscope diff {esc(report.rev_a)}..{esc(report.rev_b)}</title>",
-        "<style>body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-        ".pair{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}"
-        ".pair img{display:block;border:1px solid #999}.side{display:inline-block;margin-right:4px}"
-        ".missing{width:240px;height:135px;background:#eee;display:flex;align-items:center;"
-        "justify-content:center;color:#900}code{font-size:12px}</style></head><body>",
-        f"<h1>rotoscope diff <code>{esc(report.rev_a)}</code> → <code>{esc(report.rev_b)}</code></h1>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
+        f"<style>{_STYLE}</style></head><body><h1>{title}</h1>",
+        _params_html(report.params),
+        *(_section_html(change, pairs, thumbnail) for change, pairs in sections),
     ]
-    if report.params:
-        parts.append("<h2>Parameters</h2><table><tr><th>key</th><th>before</th><th>after</th></tr>")
-        for key, (a, b) in report.params.items():
-            parts.append(
-                f"<tr><td><code>{esc(key)}</code></td><td>{esc(str(a))}</td><td>{esc(str(b))}</td></tr>"
-            )
-        parts.append("</table>")
-    for change, pairs in sections:
-        parts.append(
-            f"<h2><code>{esc(change.path)}</code></h2><p>{esc(describe(change))}; changed frames "
-            f"{esc(ranges_text(change.frames.changed))}</p>"
+    others = [c for c in report.manifests if c.status != "unchanged" and not c.frames.changed]
+    if others:
+        items = "".join(
+            f"<li><code>{html.escape(c.path)}</code>: {html.escape(describe(c))}</li>" for c in others
         )
-        if change.settings:
-            parts.append(
-                "<ul>"
-                + "".join(
-                    f"<li><code>{esc(k)}</code>: {esc(str(a))} → {esc(str(b))}</li>"
-                    for k, (a, b) in change.settings.items()
-                )
-                + "</ul>"
-            )
-        for pair in pairs:
-            parts.append(f"<div class='pair'><div>frame {pair.index} ({pair.seconds:.3f} s)</div>")
-            for label, md5 in (("before", pair.before), ("after", pair.after)):
-                uri = thumbnail(md5) if md5 else None
-                picture = (
-                    f"<img src='{uri}' alt='{label} {md5}' width='{THUMB_WIDTH}'>"
-                    if uri
-                    else f"<div class='missing'>{label}: not in cache or remote</div>"
-                )
-                parts.append(f"<div class='side'>{picture}<code>{label} {esc((md5 or '')[:8])}</code></div>")
-            parts.append("</div>")
-    if not sections:
+        parts.append(f"<h2>Other changes</h2><ul>{items}</ul>")
+    if not sections and not others:
         parts.append("<p>No frame changed.</p>")
-    parts.append(
-        "<script>window.addEventListener('load',()=>{const i=[...document.images];"
-        "document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;"
-        "document.body.dataset.images=i.length;});</script></body></html>"
+    parts.append(f"{_COUNT_LOADED_IMAGES}</body></html>")
+    return "\n".join(part for part in parts if part) + "\n"
+
+
+def _params_html(params: dict[str, tuple[object, object]]) -> str:
+    if not params:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td><code>{esc(key)}</code></td><td>{esc(str(a))}</td><td>{esc(str(b))}</td></tr>"
+        for key, (a, b) in params.items()
     )
-    return "\n".join(parts) + "\n"
+    return f"<h2>Parameters</h2><table><tr><th>key</th><th>before</th><th>after</th></tr>{rows}</table>"
+
+
+def _section_html(change: ManifestChange, pairs: list[PagePair], thumbnail: Thumbnail) -> str:
+    esc = html.escape
+    ranges = esc(ranges_text(change.frames.changed))
+    parts = [
+        f"<h2><code>{esc(change.path)}</code></h2><p>{esc(describe(change))}; changed frames {ranges}</p>"
+    ]
+    if change.settings:
+        items = "".join(
+            f"<li><code>{esc(k)}</code>: {esc(str(a))} → {esc(str(b))}</li>"
+            for k, (a, b) in change.settings.items()
+        )
+        parts.append(f"<ul>{items}</ul>")
+    for pair in pairs:
+        sides = "".join(
+            _side_html(label, md5, thumbnail)
+            for label, md5 in (("before", pair.before), ("after", pair.after))
+        )
+        parts.append(f"<div class='pair'><div>frame {pair.index} ({pair.seconds:.3f} s)</div>{sides}</div>")
+    return "\n".join(parts)
+
+
+def _side_html(label: str, md5: str | None, thumbnail: Thumbnail) -> str:
+    uri = thumbnail(md5) if md5 else None
+    picture = (
+        f"<img src='{uri}' alt='{label} {md5}' width='{THUMB_WIDTH}'>"
+        if uri
+        else f"<div class='missing'>{label}: not in cache or remote</div>"
+    )
+    return f"<div class='side'>{picture}<code>{label} {html.escape((md5 or '')[:8])}</code></div>"

@@ -190,7 +190,7 @@ def dvc_fetch_files(root: Path, paths: list[Path], rev: str, remote: str | None)
     targets = [str(path.relative_to(root)) for path in paths]
     with _dvc_repo(root) as repo:
         try:
-            repo.fetch(targets=targets, revs=[rev], remote=remote)
+            repo.fetch(targets=targets, revs=[rev], remote=remote, workspace=False)
         except Exception as error:  # DVC's errors name the remote and the cause
             raise RotoscopeError(root, f"fetch failed: {error}") from None
 
@@ -235,22 +235,24 @@ class FrameReuse:
         entry = self.index_dir / key[:2] / key
         if not entry.is_file():
             return None
-        md5 = entry.read_text().strip()
+        md5, size = entry.read_text().split()
         for candidate in (self.blobs.cache_path(md5), self.blob_dir / md5):
-            if candidate.is_file():
-                return candidate, md5, candidate.stat().st_size
+            if candidate.is_file() and candidate.stat().st_size == int(size):
+                return candidate, md5, int(size)
         return None
 
     def keep(self, key: str, made: Path) -> tuple[Path, str, int]:
         """Move a freshly made file into the blob folder and index it under ``key``."""
-        md5 = md5_file(made)
+        with open(made, "rb") as handle:  # on disk before the index points at it
+            os.fsync(handle.fileno())
+        md5, size = md5_file(made), made.stat().st_size
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         blob = self.blob_dir / md5
         os.replace(made, blob)
         entry = self.index_dir / key[:2] / key
         entry.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(entry, md5 + "\n")
-        return blob, md5, blob.stat().st_size
+        atomic_write_text(entry, f"{md5} {size}\n")
+        return blob, md5, size
 
     def tidy(self) -> None:
         """Drop blob copies that the DVC cache now holds."""

@@ -23,6 +23,7 @@ from rotoscope.filters.catalogue import filter_entry
 from rotoscope.store import md5_file
 from rotoscope.studio import Studio
 
+APPLY_VERSION = 1  # bump when a change here changes what a filter makes of a picture (reuse keys)
 DEFAULT_MEMORY_MB = 1024
 TILE_OVERLAP = 64
 _LIVE_TENSORS = 12  # full-resolution activations alive at once in the transformer, measured loosely
