@@ -1,10 +1,16 @@
-"""Comparing manifests without Git or blobs: frame ranges, settings, sampling, time ranges."""
+"""Comparing manifests: frame ranges, settings, sampling, time ranges; a studio inside a repository."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import CHANGED, dvc, git, rotoscope, write_source
 
 from rotoscope.history import compare_frames, compare_manifests, flat_changes
 from rotoscope.manifest import Frame, Manifest
 from rotoscope.review import MAX_SAMPLES, sampled_frames
+from rotoscope.studio import init_studio
 
 
 def frames(md5s: str, step: int = 10) -> list[dict]:
@@ -77,3 +83,28 @@ def test_frames_shown_in_a_time_range() -> None:
     assert [f.i for f in manifest.frames_shown(2.5, 2.5)] == [2]  # an instant
     assert [f.i for f in manifest.frames_shown(3.5, 9.0)] == [3]
     assert [f.i for f in manifest.frames_between(1, 2)] == [1, 2]
+
+
+def test_diff_and_log_in_a_studio_inside_a_larger_repository(tmp_path: Path) -> None:
+    """The studio is a folder of a project repository: paths stay the studio's own."""
+    top = tmp_path / "project"
+    top.mkdir()
+    git("init", "-q", cwd=top)
+    (top / "README.md").write_text("a project with a studio inside\n")
+    git("add", "-A", cwd=top)
+    git("commit", "-qm", "project", cwd=top)
+    studio, _ = init_studio(top / "studio", remote=tmp_path / "remote")
+    rotoscope("add", str(write_source(tmp_path / "clip.mp4")), "--name", "clip", cwd=studio.root)
+    dvc("repro", cwd=studio.root)
+    git("add", "-A", cwd=top)
+    git("commit", "-qm", "split", cwd=top)
+    rotoscope("add", str(write_source(tmp_path / "reshot.mp4", CHANGED)), "--name", "clip", cwd=studio.root)
+    dvc("repro", cwd=studio.root)
+    git("add", "-A", cwd=top)
+    git("commit", "-qm", "re-shot", cwd=top)
+
+    report = json.loads(rotoscope("diff", "HEAD~1", "HEAD", "--json", cwd=studio.root).stdout)
+    (change,) = report["manifests"]
+    assert change["path"] == "manifests/clip/source.json" and change["frames"]["changed"] == [[3, 3], [7, 7]]
+    history = rotoscope("log", "manifests/clip/source.json", cwd=studio.root).stdout
+    assert "re-shot" in history and "changed frames: 3, 7" in history
