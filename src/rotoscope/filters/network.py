@@ -8,9 +8,9 @@ scales every channel count (1.0 is the paper's 32/64/128).
 ``stem="unshuffle"`` (the light preset's, with 3x3 outer kernels) replaces the first
 full-resolution conv and the stride-2 conv after it with a lossless 2x2 pixel unshuffle (Shi et
 al. 2016) and a conv at half resolution. On a CPU the full-resolution convs with 3 to 8 channels
-cost more than the whole rest of a thin net (profiled per layer); this makes the light net apply
-about 1.7 times as fast. A pixel shuffle on the way out as well was faster still but trained to
-2x2 grid artefacts and inverted colours in short runs, so the output keeps its upsampling convs.
+cost more than the whole rest of a thin net (profiled per layer). ``head="shuffle"`` does the
+same on the way out: a half-resolution conv to 12 channels and a pixel shuffle to full-resolution
+RGB, initialised as nearest-neighbour upsampling (ICNR) so it does not start as a checkerboard.
 
 A model file is a Keras 3 ``.keras`` archive. Loading reads its config first and refuses anything
 outside the layer types this module builds (so no Lambda layers, no custom code from the file),
@@ -41,9 +41,11 @@ _ALLOWED_LAYERS = {
     "Upsample2x",
     "ReflectionPadding2D",
     "PixelUnshuffle2x",
+    "PixelShuffle2x",
 }
 
 STEMS = ("conv", "unshuffle")
+HEADS = ("conv", "shuffle")
 
 
 @keras.saving.register_keras_serializable(package="rotoscope")
@@ -101,6 +103,17 @@ class PixelUnshuffle2x(layers.Layer):
         )
 
 
+@keras.saving.register_keras_serializable(package="rotoscope")
+class PixelShuffle2x(layers.Layer):
+    """The inverse of :class:`PixelUnshuffle2x`: 4x the channels become a 2x2 block of pixels."""
+
+    def call(self, inputs):
+        return tf.nn.depth_to_space(inputs, 2)
+
+    def compute_output_shape(self, input_shape):
+        return _rescaled_shape(input_shape, 2, 0.25)
+
+
 def _rescaled_shape(input_shape, side_factor: float, channel_factor: float) -> tuple:
     """A layer's output shape when it scales height and width (unknown stays unknown) and channels."""
     batch, height, width, depth = input_shape
@@ -113,11 +126,15 @@ def channels(width: float) -> tuple[int, int, int]:
 
 
 def build_transformer(
-    width: float = 1.0, residual_blocks: int = 5, outer_kernel: int = 9, stem: str = "conv"
+    width: float = 1.0,
+    residual_blocks: int = 5,
+    outer_kernel: int = 9,
+    stem: str = "conv",
+    head: str = "conv",
 ) -> keras.Model:
     """RGB 0-255 in, RGB 0-255 out (unclipped), any height and width that are multiples of 4."""
-    if stem not in STEMS:
-        raise ValueError(f"stem must be one of {STEMS}, not {stem!r}")
+    if stem not in STEMS or head not in HEADS:
+        raise ValueError(f"stem must be one of {STEMS} and head one of {HEADS}, not {stem!r}, {head!r}")
     c1, c2, c3 = channels(width)
     picture = keras.Input(shape=(None, None, 3), name="picture")
     x = layers.Rescaling(1 / 255.0)(picture)
@@ -130,10 +147,22 @@ def build_transformer(
     for _ in range(residual_blocks):
         x = _residual(x, c3)
     x = _conv(Upsample2x()(x), c2, 3)
-    x = _conv(Upsample2x()(x), c1, 3)
-    x = _conv(x, 3, outer_kernel, normalise=False, relu=False)
+    if head == "conv":
+        x = _conv(Upsample2x()(x), c1, 3)
+        x = _conv(x, 3, outer_kernel, normalise=False, relu=False)
+    else:
+        to_pixels = layers.Conv2D(12, 3, padding="valid")
+        x = PixelShuffle2x()(to_pixels(ReflectionPadding2D(1)(x)))
+        _start_as_nearest_upsampling(to_pixels)
     styled = layers.Rescaling(255.0, name="styled")(x)
     return keras.Model(picture, styled, name="transformer")
+
+
+def _start_as_nearest_upsampling(conv) -> None:
+    """ICNR initialisation (Aitken et al. 2017): the 4 sub-pixels of a shuffle start out equal,
+    so the head begins as nearest-neighbour upsampling instead of a 2x2 checkerboard."""
+    kernel = np.asarray(conv.kernel)
+    conv.kernel.assign(np.tile(kernel[..., : kernel.shape[-1] // 4], (1, 1, 1, 4)))
 
 
 def _conv(x, filters: int, size: int, stride: int = 1, normalise: bool = True, relu: bool = True):

@@ -31,6 +31,7 @@ from rotoscope.studio import Studio
 
 LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle"}
 NETWORK_STEMS = ("conv", "unshuffle")  # what network.build_transformer offers (kept here: no TF import)
+NETWORK_HEADS = ("conv", "shuffle")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class TrainRecipe:
     residual_blocks: int = 5
     outer_kernel: int = 9  # kernel of the full-resolution convs at the ends
     stem: str = "conv"  # "unshuffle": a pixel unshuffle instead of the first full-resolution conv
+    head: str = "conv"  # "shuffle": a pixel shuffle instead of the last full-resolution convs
     style_size: int = 512  # the style image's longest side when its Gram matrices are taken
     style_weight: float = 100.0
     content_weight: float = 7.5
@@ -80,6 +82,8 @@ class TrainRecipe:
             )
         if self.outer_kernel not in (3, 5, 7, 9):
             raise RotoscopeError(where, f"train.outer_kernel must be 3, 5, 7 or 9, not {self.outer_kernel}")
+        if self.head not in NETWORK_HEADS:
+            raise RotoscopeError(where, f"train.head must be one of {list(NETWORK_HEADS)}, not {self.head!r}")
         if self.stem not in NETWORK_STEMS:
             raise RotoscopeError(where, f"train.stem must be one of {list(NETWORK_STEMS)}, not {self.stem!r}")
         if not 0.05 <= float(self.width) <= 4:
@@ -89,6 +93,11 @@ class TrainRecipe:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def network_shape(self) -> dict[str, Any]:
+        """The arguments of ``network.build_transformer``."""
+        shape = ("width", "residual_blocks", "outer_kernel", "stem", "head")
+        return {name: getattr(self, name) for name in shape}
 
 
 @dataclass(frozen=True)
@@ -200,7 +209,7 @@ def train(
 
     keras.utils.set_random_seed(recipe.seed)
     loss_net = build_loss_network(resolve_weights(recipe.loss_weights, studio.root))
-    transformer = build_transformer(recipe.width, recipe.residual_blocks, recipe.outer_kernel, recipe.stem)
+    transformer = build_transformer(**recipe.network_shape())
     optimizer = keras.optimizers.Adam(recipe.learning_rate)
     optimizer.build(transformer.trainable_variables)
     start_step, spent = 0, 0.0
