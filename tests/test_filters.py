@@ -481,3 +481,20 @@ def test_a_model_that_is_not_the_cards_is_refused(instant_studio: Studio, tmp_pa
         check=False,
     )
     assert_refused(result, "model.npy", "not the one its card records")
+
+
+@pytest.mark.parametrize("stem, head", [("unshuffle", "conv"), ("conv", "shuffle"), ("unshuffle", "shuffle")])
+def test_light_network_variants_save_load_and_keep_size(tmp_path: Path, stem: str, head: str) -> None:
+    from rotoscope.filters.network import build_transformer, load_transformer
+
+    model = build_transformer(0.25, 1, 3, stem=stem, head=head)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = load_transformer(path)  # through the allowlist and safe_mode
+    picture = landscape(64, 48).astype(np.float32)[None]
+    out = np.asarray(loaded(picture))
+    assert out.shape == picture.shape
+    np.testing.assert_allclose(out, np.asarray(model(picture)), atol=1e-4)
+    if head == "shuffle":  # ICNR: an untrained shuffle head is nearest-neighbour upsampling
+        blocks = [out[:, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+        assert all(np.allclose(block, blocks[0], atol=1e-3) for block in blocks)

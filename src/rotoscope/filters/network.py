@@ -161,7 +161,7 @@ def build_transformer(
 def _start_as_nearest_upsampling(conv) -> None:
     """ICNR initialisation (Aitken et al. 2017): the 4 sub-pixels of a shuffle start out equal,
     so the head begins as nearest-neighbour upsampling instead of a 2x2 checkerboard."""
-    kernel = np.asarray(conv.kernel)
+    kernel = keras.ops.convert_to_numpy(conv.kernel)
     conv.kernel.assign(np.tile(kernel[..., : kernel.shape[-1] // 4], (1, 1, 1, 4)))
 
 
