@@ -241,17 +241,12 @@ def log(
     studio: StudioOption = None,
 ) -> None:
     """Which revisions changed a manifest, and how: frames changed, parameters, filter."""
-    from rotoscope.history import describe, manifest_log, ranges_text
+    from rotoscope.history import change_lines, describe, manifest_log
 
     here = _studio(studio or manifest.parent)
     for entry in manifest_log(here.root, manifest.resolve()):
-        change = entry.change
         print(f"{entry.commit} {entry.date} {entry.subject}")
-        print(f"    {describe(change)}")
-        for key, (before, after) in change.settings.items():
-            print(f"    {key}: {before} -> {after}")
-        if change.frames.changed and change.status == "changed":
-            print(f"    changed frames: {ranges_text(change.frames.changed)}")
+        print("\n".join([f"    {describe(entry.change)}", *change_lines(entry.change, "    ")]))
 
 
 # -- remotes -------------------------------------------------------------------------------------

@@ -81,14 +81,8 @@ class RevisionDiff:
         out = [f"rotoscope diff {self.rev_a}..{self.rev_b}"]
         out += [f"  param {key}: {_plain(a)} -> {_plain(b)}" for key, (a, b) in self.params.items()]
         for change in self.manifests:
-            if change.status == "unchanged":
-                continue
-            out.append(f"{change.path}: {describe(change)}")
-            out += [f"  {key}: {_plain(a)} -> {_plain(b)}" for key, (a, b) in change.settings.items()]
-            if change.filter_card:
-                out.append(f"  filter card: {card_line(change.filter_card)}")
-            if change.frames.changed:
-                out.append(f"  changed frames: {ranges_text(change.frames.changed)}")
+            if change.status != "unchanged":
+                out += [f"{change.path}: {describe(change)}", *change_lines(change, "  ")]
         if len(out) == 1:
             out.append("no manifest or parameter changed")
         return out
@@ -103,6 +97,16 @@ def describe(change: ManifestChange) -> str:
     parts += [f"{frames.added} added"] if frames.added else []
     parts += [f"{frames.removed} removed"] if frames.removed else []
     return ", ".join(parts)
+
+
+def change_lines(change: ManifestChange, indent: str) -> list[str]:
+    """The details under a manifest's one-line description: settings, filter card, frame ranges."""
+    lines = [f"{indent}{key}: {_plain(a)} -> {_plain(b)}" for key, (a, b) in change.settings.items()]
+    if change.filter_card:
+        lines.append(f"{indent}filter card: {card_line(change.filter_card)}")
+    if change.frames.changed and change.status == "changed":
+        lines.append(f"{indent}changed frames: {ranges_text(change.frames.changed)}")
+    return lines
 
 
 def ranges_text(ranges: list[tuple[int, int]]) -> str:
