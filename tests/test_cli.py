@@ -74,4 +74,6 @@ def test_demo_makes_a_studio_and_a_render(tmp_path: Path) -> None:
     styled = json.loads((root / "manifests/sample/painted.json").read_text())
     assert styled["kind"] == "stylized" and styled["lineage"]["filter"]["name"] == "demo-painting"
     assert "Running stage" not in dvc("repro", cwd=root).stdout
+    again = rotoscope("demo", "demo", cwd=tmp_path)  # run again in place: nothing to redo
+    assert f"stylized render: {painted}" in again.stderr and "Running stage" not in again.stdout
     assert "dvc.lock" in git("status", "--short", cwd=root).stdout

@@ -556,7 +556,7 @@ def demo(
     from PIL import Image
 
     from rotoscope.filters.card import Provenance
-    from rotoscope.filters.catalogue import new_filter
+    from rotoscope.filters.catalogue import filter_entries, new_filter
     from rotoscope.media.synth import make_sample, painting
     from rotoscope.studio import init_studio
 
@@ -568,10 +568,15 @@ def demo(
         style = Path(scratch) / "painting.png"
         Image.fromarray(painting(512, 384)).save(style)
         about = Provenance(title="Generated painting", artist="rotoscope demo", categories=["art"])
-        new_filter(studio, "demo-painting", style, "instant", about)
+        if "demo-painting" not in filter_entries(studio):  # the demo may be run again in place
+            new_filter(studio, "demo-painting", style, "instant", about)
     studio.add_render("painted", {"video": name, "filter": "demo-painting", "strength": 0.85})
     say(f"sample clip {name!r}, instant filter 'demo-painting', render 'painted'; running `dvc repro`")
     run_dvc(studio.root, "repro")
+    for made in (studio.render_path(name), studio.render_path(name, "painted")):
+        if not made.is_file():  # an older studio's dvc.yaml has no stylize and render stages
+            problem = f"`dvc repro` made no {made.name}; compare it with a new studio's dvc.yaml"
+            raise RotoscopeError(studio.root / "dvc.yaml", problem)
     say(f"render: {studio.render_path(name)}")
     say(f"stylized render: {studio.render_path(name, 'painted')}")
     say(f"manifests: {studio.manifest_path(name)}, {studio.manifest_path(name, 'painted')}")
