@@ -133,6 +133,8 @@ def test_bad_remote_urls_are_refused(render_studio: Studio) -> None:
     before = (root / ".dvc/config").read_text()
     for args, problem in [
         (["s3", "http://not-s3/bucket"], "s3://bucket/prefix"),
+        (["s3", "s3:///no-bucket"], "s3://bucket/prefix"),
+        (["s3", "s3://Upper_Case/x"], "s3://bucket/prefix"),
         (["s3", "s3://bucket/x", "--endpoint-url", "localhost:9000"], "http(s)://host:port"),
         (["../evil", "s3://bucket/x"], "invalid remote name"),
     ]:

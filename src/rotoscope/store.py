@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -195,13 +196,17 @@ def dvc_fetch_files(root: Path, paths: list[Path], rev: str, remote: str | None)
             raise RotoscopeError(root, f"fetch failed: {error}") from None
 
 
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")  # S3's bucket naming rules
+
+
 def dvc_add_s3_remote(root: Path, name: str, url: str, endpoint_url: str | None, default: bool) -> None:
     """An S3 remote in ``.dvc/config`` (in Git). Credentials are never written there: DVC reads
     them from the usual AWS sources (environment, ~/.aws, an instance role)."""
-    if not url.startswith("s3://") or len(url) <= len("s3://"):
-        raise RotoscopeError(None, f"an S3 remote URL looks like s3://bucket/prefix, not {url!r}")
+    config = root / ".dvc" / "config"
+    if not _S3_URL.match(url):
+        raise RotoscopeError(config, f"an S3 remote URL looks like s3://bucket/prefix, not {url!r}")
     if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
-        raise RotoscopeError(None, f"--endpoint-url must be http(s)://host:port, not {endpoint_url!r}")
+        raise RotoscopeError(config, f"--endpoint-url must be http(s)://host:port, not {endpoint_url!r}")
     settings: dict[str, str] = {"url": url}
     if endpoint_url:
         settings["endpointurl"] = endpoint_url
