@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import dvc, git, repro, rotoscope
@@ -20,6 +21,9 @@ from conftest import dvc, git, repro, rotoscope
 from rotoscope import manifest as manifests
 from rotoscope.store import md5_file
 from rotoscope.studio import Studio
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "rotoscope-test", "AWS_SECRET_ACCESS_KEY": "rotoscope-secret"}
 
@@ -29,7 +33,7 @@ class S3Server:
     endpoint: str
     process: subprocess.Popen
 
-    def client(self):
+    def client(self) -> BaseClient:
         import boto3
 
         session = boto3.session.Session()  # a new one: the default session keeps the first keys it saw

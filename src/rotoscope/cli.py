@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from rotoscope import __version__
 from rotoscope.errors import RotoscopeError
 from rotoscope.progress import progress_bar, say
+
+Number = TypeVar("Number", int, float)
 
 app = typer.Typer(
     name="rotoscope",
@@ -225,7 +228,7 @@ def fetch(
     say(f"fetched {len(chosen)} frame(s) of {manifest}: {chosen[0].i}-{chosen[-1].i}")
 
 
-def _parse_range(text: str, kind: type, option: str) -> tuple:
+def _parse_range(text: str, kind: Callable[[str], Number], option: str) -> tuple[Number, Number]:
     try:
         first, last = (kind(part) for part in text.split("-", 1))
     except ValueError:

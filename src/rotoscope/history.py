@@ -154,7 +154,9 @@ def flat_changes(before: Any, after: Any, prefix: str = "") -> dict[str, tuple[A
     return {} if before == after else {prefix.rstrip("."): (before, after)}
 
 
-def compare_manifests(path: str, before: dict | None, after: dict | None) -> ManifestChange:
+def compare_manifests(
+    path: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> ManifestChange:
     status: Status = "added" if before is None else "removed" if after is None else "changed"
     old_frames = (before or {}).get("frames", [])
     new_frames = (after or {}).get("frames", [])

@@ -18,9 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rotoscope.errors import RotoscopeError
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 _CHUNK = 1 << 20
 _UMASK = os.umask(0)
@@ -140,7 +143,7 @@ def require_file(path: Path, what: str = "file") -> Path:
 # -- the DVC repository around the blobs ---------------------------------------------------------
 
 
-def _dvc_repo(root: Path):  # -> dvc.repo.Repo, imported lazily: importing DVC takes a second
+def _dvc_repo(root: Path) -> Repo:  # imported lazily: importing DVC takes a second
     from dvc.repo import Repo
 
     return Repo(str(root))
