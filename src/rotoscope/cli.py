@@ -187,7 +187,7 @@ def diff(
 
     here = _studio(studio)
     under = studio_path(here.root, Path(path)) if path else ""
-    report = diff_revisions(here.root, rev_a, rev_b, "" if under == "." else under)
+    report = diff_revisions(here.root, rev_a, rev_b, under)
     if html_page is not None:
         from rotoscope.review import review_page
 

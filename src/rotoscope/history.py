@@ -7,7 +7,7 @@ is touched, so a diff of two versions of a 2000-frame render costs two small JSO
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,11 +229,12 @@ class Revisions:
 
 
 def studio_path(root: Path, path: Path) -> str:
-    """``path`` (absolute, or relative to the current folder) as the studio names it."""
+    """``path`` (absolute, or relative to the current folder) as the studio names it ("" for its root)."""
     full = path.resolve()
     if not full.is_relative_to(root.resolve()):
         raise RotoscopeError(path, f"outside the studio ({root})")
-    return full.relative_to(root.resolve()).as_posix()
+    relative = full.relative_to(root.resolve()).as_posix()
+    return "" if relative == "." else relative
 
 
 def diff_revisions(root: Path, rev_a: str, rev_b: str, under: str = "") -> RevisionDiff:
@@ -245,12 +246,12 @@ def diff_revisions(root: Path, rev_a: str, rev_b: str, under: str = "") -> Revis
     if under and not paths:
         raise RotoscopeError(under, f"no manifest under this path at {rev_a} or {rev_b}")
     for path in sorted(paths):
-        change = compare_manifests(path, history.json(a, path), history.json(b, path))
+        after = history.json(b, path)
+        change = compare_manifests(path, history.json(a, path), after)
         if change.status == "changed" and any(key.startswith("lineage.filter") for key in change.settings):
-            name = change.settings.get("lineage.filter.name", (None, None))[1]
-            name = name or (history.json(b, path) or {}).get("lineage", {}).get("filter", {}).get("name")
+            name = ((after or {}).get("lineage") or {}).get("filter", {}).get("name")
             card = history.json(b, f"filters/{name}/filter.json") if name else None
-            change = ManifestChange(**{**change.__dict__, "filter_card": card})
+            change = replace(change, filter_card=card)
         result.manifests.append(change)
     return result
 

@@ -92,10 +92,7 @@ class Manifest:
 
     def to_json(self) -> str:
         body = self.to_dict()
-        lineage = body.pop("lineage", None)
-        if lineage:  # before the frames, so the header reads top to bottom
-            body["lineage"] = lineage
-        frames = body.pop("frames")
+        frames = body.pop("frames")  # last, one per line, after the header (lineage included)
         lines = [f"  {json.dumps(key)}: {_compact(value)}," for key, value in body.items()]
         frame_lines = ",\n".join(f"    {_compact(frame)}" for frame in frames)
         return "{\n" + "\n".join(lines) + '\n  "frames": [\n' + frame_lines + "\n  ]\n}\n"

@@ -33,7 +33,6 @@ from rotoscope.media.decode import DecodedFrame, output_size
 from rotoscope.media.images import save_image
 from rotoscope.progress import progress_bar
 from rotoscope.store import (
-    BlobStore,
     FrameReuse,
     atomic_copy,
     atomic_write_text,
@@ -222,7 +221,7 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
             parent=studio.relative(parent_path),
             parent_md5=md5_file(parent_path),
             filter={"name": job.filter, "kind": card.kind, "model_md5": model_md5},
-            render={key: job.look()[key] for key in ("strength", "preserve_color", "max_side")},
+            render={key: made.look[key] for key in ("strength", "preserve_color", "max_side")},
         ),
     )
     target = studio.manifest_path(job.video, name)
@@ -256,7 +255,6 @@ class _StylizedFrames:
         self.studio, self.job, self.parent = studio, job, parent
         self.model_md5, self.reuse, self.staged = model_md5, reuse, staged
         self.look = {**job.look(), "apply": APPLY_VERSION, "memory_mb": DEFAULT_MEMORY_MB}
-        self.blobs = BlobStore(studio.root)
         self.stylized = 0
         self.size: tuple[int, int] | None = None
         self._filter: Stylizer | None = None
@@ -287,7 +285,7 @@ class _StylizedFrames:
             return self.reuse.keep(key, temp)
 
     def _source_file(self, source: Frame) -> Path:
-        check = self.blobs.check(source.md5, self.parent.frame_path(self.studio.root, source))
+        check = self.reuse.blobs.check(source.md5, self.parent.frame_path(self.studio.root, source))
         if check.state != "ok" or check.where is None:
             raise RotoscopeError(
                 self.parent.frame_path(self.studio.root, source),

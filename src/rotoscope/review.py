@@ -208,7 +208,7 @@ def review_page(root: Path, report: RevisionDiff, out: Path, remote: str | None 
     Frames come by md5 from the DVC cache; those missing are fetched from the remote, and only
     those (a granular fetch of the sampled frame files at each revision).
     """
-    history = Revisions(root)
+    history, store = Revisions(root), BlobStore(root)
     sections: list[tuple[ManifestChange, list[PagePair]]] = []
     for change in report.manifests:
         if change.status != "changed" or not change.frames.changed:
@@ -219,9 +219,8 @@ def review_page(root: Path, report: RevisionDiff, out: Path, remote: str | None 
             PagePair(i, after.seconds(after.frames[i].pts), before.frames[i].md5, after.frames[i].md5)
             for i in sampled_frames(change.frames.changed)
         ]
-        _fetch_missing(root, report, before, after, pairs, remote)
+        _fetch_missing(store, report, before, after, pairs, remote)
         sections.append((change, pairs))
-    store = BlobStore(root)
     page = _page_html(report, sections, lambda md5: _thumbnail_uri(store, md5))
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page)
@@ -229,22 +228,21 @@ def review_page(root: Path, report: RevisionDiff, out: Path, remote: str | None 
 
 
 def _fetch_missing(
-    root: Path,
+    store: BlobStore,
     report: RevisionDiff,
     before: Manifest,
     after: Manifest,
     pairs: list[PagePair],
     remote: str | None,
 ) -> None:
-    store = BlobStore(root)
     for rev, manifest, side in ((report.rev_a, before, "before"), (report.rev_b, after, "after")):
         wanted = [
-            manifest.frame_path(root, manifest.frames[pair.index])
+            manifest.frame_path(store.root, manifest.frames[pair.index])
             for pair in pairs
             if not store.cache_path(getattr(pair, side)).is_file()
         ]
         if wanted:
-            dvc_fetch_files(root, wanted, rev, remote)
+            dvc_fetch_files(store.root, wanted, rev, remote)
 
 
 def _thumbnail_uri(store: BlobStore, md5: str) -> str | None:
