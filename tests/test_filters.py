@@ -244,6 +244,25 @@ def test_trained_filter_card_records_how_it_was_made(trained_studio: Studio) -> 
     assert card.made["content"]["images"] == 4
 
 
+def test_applying_a_trained_filter_never_imports_tensorflow(trained_studio: Studio, tmp_path: Path) -> None:
+    """TensorFlow takes seconds to start: stylizing a few changed frames must not pay for it."""
+    photo = write_photo(tmp_path / "photo.png", (96, 64), seed=3)
+    script = (
+        "import sys\n"
+        "from rotoscope.cli import main\n"
+        f"sys.argv = ['rotoscope', 'stylize-image', {str(photo)!r}, '-f', 'swirls', '-o', 'out.png']\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=trained_studio.root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False False", done.stdout + done.stderr
+    with Image.open(trained_studio.root / "out.png") as out:
+        assert out.size == (96, 64)
+    (trained_studio.root / "out.png").unlink()
+
+
 def test_trained_filter_moves_the_photo_towards_the_style(trained_studio: Studio, tmp_path: Path) -> None:
     """Gram (style) distance to the style falls well below the photo's; content distance stays bounded.
 
@@ -483,18 +502,30 @@ def test_a_model_that_is_not_the_cards_is_refused(instant_studio: Studio, tmp_pa
     assert_refused(result, "model.npy", "not the one its card records")
 
 
-@pytest.mark.parametrize("stem, head", [("unshuffle", "conv"), ("conv", "shuffle"), ("unshuffle", "shuffle")])
-def test_light_network_variants_save_load_and_keep_size(tmp_path: Path, stem: str, head: str) -> None:
-    from rotoscope.filters.network import build_transformer, load_transformer
+@pytest.mark.parametrize("stem, head", [("conv", "conv"), ("unshuffle", "conv"), ("unshuffle", "shuffle")])
+def test_saved_networks_run_without_keras_as_keras_runs_them(tmp_path: Path, stem: str, head: str) -> None:
+    """The ONNX translation of a saved model draws what Keras draws, whole and with fixed norms."""
+    from rotoscope.filters.backend import keras
+    from rotoscope.filters.inference import read_network
+    from rotoscope.filters.network import build_transformer
 
-    model = build_transformer(0.25, 1, 3, stem=stem, head=head)
+    model = build_transformer(0.25, 1, 3 if stem == "unshuffle" else 5, stem=stem, head=head)
+    for layer in model.layers:  # trained-looking norms, so a swapped gamma and beta would show
+        if isinstance(layer, keras.layers.GroupNormalization):
+            rng = np.random.default_rng(len(layer.name))
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
     path = tmp_path / "model.keras"
     model.save(path)
-    loaded = load_transformer(path)  # through the allowlist and safe_mode
+    network = read_network(path)
     picture = landscape(64, 48).astype(np.float32)[None]
-    out = np.asarray(loaded(picture))
+    expected = np.asarray(model(picture))
+    out = network.run(picture)
     assert out.shape == picture.shape
-    np.testing.assert_allclose(out, np.asarray(model(picture)), atol=1e-4)
+    np.testing.assert_allclose(out, expected, atol=0.05)
+    fixed = network.with_statistics(network.norm_statistics(picture))(picture)
+    np.testing.assert_allclose(fixed, expected, atol=0.05)  # its own statistics: the same picture
+    other = network.with_statistics(network.norm_statistics(picture * 0.5 + 40))(picture)
+    assert np.abs(other - expected).max() > 1  # ...and another picture's statistics change it
     if head == "shuffle":  # ICNR: an untrained shuffle head is nearest-neighbour upsampling
         blocks = [out[:, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
         assert all(np.allclose(block, blocks[0], atol=1e-3) for block in blocks)

@@ -24,7 +24,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def round_trip(studio: Studio, video: Path, name: str) -> Path:
     studio.add_video(video, name)
     split(studio, name)
-    return reassemble(studio.manifest_path(name), studio.render_path(name))
+    return reassemble(studio.manifest_path(name), studio.render_path(name)).path
 
 
 def assert_faithful(studio: Studio, name: str, render: Path) -> None:
@@ -126,7 +126,7 @@ def test_one_frame_a_second_keeps_timing_and_duration(studio: Studio, tmp_path: 
     split(studio, "long")
     manifest = studio.load_manifest("long")
     assert [manifest.seconds(f.pts) for f in manifest.frames] == [0.0, 1.0, 2.0]
-    render = reassemble(studio.manifest_path("long"), studio.render_path("long"))
+    render = reassemble(studio.manifest_path("long"), studio.render_path("long")).path
     assert_faithful(studio, "long", render)
 
 
@@ -175,7 +175,7 @@ def test_audio_is_copied_or_transcoded_as_the_container_needs(
     clip = constant_rate_clip(tmp_path / "clip.mp4", size=(160, 90), seconds=1.0)
     studio.add_video(clip, "clip")
     split(studio, "clip")
-    out = reassemble(studio.manifest_path("clip"), tmp_path / out_name, settings)
+    out = reassemble(studio.manifest_path("clip"), tmp_path / out_name, settings).path
     source_audio = av.open(str(clip)).streams.audio[0]
     with av.open(str(out)) as container:
         audio = container.streams.audio[0]
@@ -200,3 +200,38 @@ def test_written_files_get_the_usual_permissions(studio: Studio, tmp_path: Path)
     first_frame = next(studio.frames_dir("clip").iterdir())
     for path in (render, first_frame, studio.manifest_path("clip"), studio.root / "videos" / "clip.mp4"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_reassembly_encodes_again_only_the_segments_whose_frames_changed(
+    studio: Studio, tmp_path: Path
+) -> None:
+    from conftest import write_source
+
+    from rotoscope.store import md5_file
+
+    settings = EncodeSettings(preset="veryfast", segment_seconds=0.4)  # 30 frames at 25 fps: 3
+    studio.add_video(write_source(tmp_path / "a.mp4", frames=30), "clip")
+    split(studio, "clip")
+    manifest_path, out = studio.manifest_path("clip"), studio.render_path("clip")
+    first = reassemble(manifest_path, out, settings)
+    assert (first.segments, first.segments_encoded, first.frames_encoded) == (3, 3, 30)
+    whole = md5_file(out)
+    again = reassemble(manifest_path, out, settings)
+    assert (again.segments_encoded, md5_file(out)) == (0, whole)  # stream copy: the same bytes
+
+    studio.add_video(write_source(tmp_path / "b.mp4", changed=(15,), frames=30), "clip")
+    split(studio, "clip")
+    edited = reassemble(manifest_path, out, settings)
+    assert (edited.segments_encoded, edited.frames_encoded) == (1, 10)
+    assert_faithful(studio, "clip", out)
+    manifest = studio.load_manifest("clip")
+    with av.open(str(out)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with Image.open(manifest.frame_path(studio.root, manifest.frames[15])) as reshot:
+        assert psnr(decoded[15], np.asarray(reshot.convert("RGB"))) > 35  # the new picture, not the old
+
+    damaged = next(studio.segments_dir().glob("*/*.seg"))
+    damaged.write_bytes(damaged.read_bytes()[:-100])  # a torn write from some other tool
+    mended = reassemble(manifest_path, out, settings)
+    assert mended.segments_encoded == 1
+    assert_faithful(studio, "clip", out)

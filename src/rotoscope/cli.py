@@ -132,8 +132,10 @@ def reassemble(
     settings = _studio(manifest.parent).encode_settings()
     overrides = {"codec": codec, "crf": crf, "preset": preset, "audio": audio}
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    written = reassemble_manifest(manifest, out, settings)
-    say(f"wrote {written}")
+    done = reassemble_manifest(manifest, out, settings)
+    reused = done.segments - done.segments_encoded
+    detail = f"{done.segments_encoded} of {done.segments} segments encoded, {reused} reused"
+    say(f"wrote {done.path} ({detail})")
 
 
 @app.command()

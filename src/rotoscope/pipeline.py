@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +24,10 @@ from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, Stylizer
 from rotoscope.manifest import Frame, Lineage, Manifest
 from rotoscope.media import (
     EncodeSettings,
+    SegmentCache,
     VideoInfo,
     decode_frames,
+    encode_segmented,
     encode_video,
     probe,
 )
@@ -297,8 +299,12 @@ class _StylizedFrames:
 # -- reassemble ------------------------------------------------------------------------------
 
 
-def reassemble(manifest_path: Path, out: Path, settings: EncodeSettings | None = None) -> Path:
-    """Encode a manifest's frames at their recorded timestamps, with the source video's audio."""
+def reassemble(manifest_path: Path, out: Path, settings: EncodeSettings | None = None) -> ReassembleResult:
+    """Encode a manifest's frames at their recorded timestamps, with the source video's audio.
+
+    In segments (the default): only the segments holding frames that changed since an earlier
+    run are encoded; the others come from the segment cache by stream copy.
+    """
     studio = Studio.find(manifest_path.parent)
     manifest = manifests.load(manifest_path)
     settings = settings or studio.encode_settings()
@@ -310,31 +316,50 @@ def reassemble(manifest_path: Path, out: Path, settings: EncodeSettings | None =
             "(run `dvc pull`, or set reassemble.audio: none)",
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    with progress_bar(f"reassemble {manifest.name}", len(manifest.frames)) as update:
-        encode_video(
+    frames = manifest.frames
+    common = {
+        "time_base": manifest.time_base_fraction,
+        "end_pts": manifest.end_pts,
+        "size": (manifest.width, manifest.height),
+        "settings": settings,
+        "audio_source": audio_source if audio_source.is_file() else None,
+    }
+    with progress_bar(f"reassemble {manifest.name}", len(frames)) as update:
+        if not settings.segmented:
+            pictures = (_picture(studio, manifest, frame) for frame in frames)
+            encode_video(out, pictures, [f.pts for f in frames], on_frame=update, **common)
+            return ReassembleResult(out, len(frames), 1, 1)
+        cache = SegmentCache(studio.segments_dir())
+        done = encode_segmented(
             out,
-            _pictures(studio, manifest),
-            [frame.pts for frame in manifest.frames],
-            time_base=manifest.time_base_fraction,
-            end_pts=manifest.end_pts,
-            size=(manifest.width, manifest.height),
-            settings=settings,
-            audio_source=audio_source if audio_source.is_file() else None,
+            [frame.md5 for frame in frames],
+            lambda i: _picture(studio, manifest, frames[i]),
+            [frame.pts for frame in frames],
+            cache=cache,
             on_frame=update,
+            **common,
         )
-    return out
+    cache.tidy()
+    return ReassembleResult(out, done.frames_encoded, done.encoded, done.segments)
 
 
-def _pictures(studio: Studio, manifest: Manifest) -> Iterator[Image.Image]:
-    for frame in manifest.frames:
-        path = manifest.frame_path(studio.root, frame)
-        if not path.is_file():
-            raise RotoscopeError(path, f"frame {frame.i} is missing (run `dvc pull` or `dvc checkout`)")
-        with Image.open(path) as picture:
-            if picture.size != (manifest.width, manifest.height):
-                raise RotoscopeError(
-                    path,
-                    f"frame is {picture.size[0]}x{picture.size[1]}, manifest "
-                    f"says {manifest.width}x{manifest.height}",
-                )
-            yield picture.convert("RGB")
+@dataclass(frozen=True)
+class ReassembleResult:
+    path: Path
+    frames_encoded: int
+    segments_encoded: int
+    segments: int
+
+
+def _picture(studio: Studio, manifest: Manifest, frame: Frame) -> Image.Image:
+    path = manifest.frame_path(studio.root, frame)
+    if not path.is_file():
+        raise RotoscopeError(path, f"frame {frame.i} is missing (run `dvc pull` or `dvc checkout`)")
+    with Image.open(path) as picture:
+        if picture.size != (manifest.width, manifest.height):
+            raise RotoscopeError(
+                path,
+                f"frame is {picture.size[0]}x{picture.size[1]}, manifest "
+                f"says {manifest.width}x{manifest.height}",
+            )
+        return picture.convert("RGB")

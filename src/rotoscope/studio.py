@@ -180,6 +180,10 @@ class Studio:
         """Scratch space for a job that may be killed and resumed; never a DVC output."""
         return self.root / ".rotoscope" / "partial" / job
 
+    def segments_dir(self) -> Path:
+        """Encoded video segments kept for incremental reassembly; never a DVC output."""
+        return self.root / ".rotoscope" / "segments"
+
     def log_path(self, job: str) -> Path:
         """The last run of a job, as JSON (a stylize run's counts, say); never a DVC output."""
         folder = self.root / ".rotoscope" / "logs"

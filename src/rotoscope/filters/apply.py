@@ -1,9 +1,9 @@
 """One way to apply any filter to a picture: strength, colour preservation, size, and tiling.
 
 A :class:`Stylizer` turns an RGB array into the same-sized stylized array. Trained filters run
-their network on the whole picture, or, when it would not fit the memory budget, on overlapping
-tiles whose overlaps are cross-faded so no seam shows. Instant filters work at their network's
-384 px and are scaled back up, as Magenta's model is meant to be used.
+their network (in ONNX Runtime, see :mod:`inference`) on the whole picture, or, when it would not
+fit the memory budget, on overlapping tiles whose overlaps are cross-faded so no seam shows.
+Instant filters work at their network's 384 px and are scaled back up, as Magenta's model is meant to be used.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from rotoscope.errors import RotoscopeError
 from rotoscope.filters import instant
 from rotoscope.filters.card import load_card
 from rotoscope.filters.catalogue import filter_entry
+from rotoscope.filters.inference import StyleNetwork, read_network
 from rotoscope.store import md5_file
 from rotoscope.studio import Studio
 
-APPLY_VERSION = 1  # bump when a change here changes what a filter makes of a picture (reuse keys)
+APPLY_VERSION = 2  # bump when a change here changes what a filter makes of a picture (reuse keys)
 DEFAULT_MEMORY_MB = 1024
 TILE_OVERLAP = 64
 _LIVE_TENSORS = 12  # full-resolution activations alive at once in the transformer, measured loosely
@@ -51,16 +52,12 @@ class ApplySettings:
 
 
 class TrainedStylizer:
-    """A Keras transformer network, tiled when a picture is larger than the memory budget allows."""
+    """A trained style network, tiled when a picture is larger than the memory budget allows."""
 
-    def __init__(self, name: str, model, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
-        from rotoscope.filters.backend import tf
-
+    def __init__(self, name: str, network: StyleNetwork, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
         self.name = name
-        self.model = model
-        self._run = tf.function(model, reduce_retracing=True)
-        first_conv = next(layer for layer in model.layers if layer.__class__.__name__ == "Conv2D")
-        bytes_per_pixel = 4 * first_conv.filters * _LIVE_TENSORS
+        self.model = network
+        bytes_per_pixel = 4 * network.first_conv_filters * _LIVE_TENSORS
         self.tile_side = max(4 * TILE_OVERLAP, int(math.sqrt(memory_mb * 2**20 / bytes_per_pixel)) // 4 * 4)
 
     def stylize(self, picture: np.ndarray) -> np.ndarray:
@@ -71,7 +68,7 @@ class TrainedStylizer:
 
     def network(self, picture: np.ndarray) -> np.ndarray:
         """The network on one whole picture."""
-        return _padded_run(self._run, picture)
+        return _padded_run(self.model.run, picture)
 
     def tiled(self, picture: np.ndarray, tile_side: int, stats_pixels: int) -> np.ndarray:
         """Overlapping tiles that share one set of normalisation statistics.
@@ -80,9 +77,6 @@ class TrainedStylizer:
         tile) and leave seams; the statistics are measured once, on the picture shrunk to at most
         ``stats_pixels`` (what the budget allows in one pass), and every tile uses them.
         """
-        from rotoscope.filters.backend import tf
-        from rotoscope.filters.network import norm_statistics, with_fixed_statistics
-
         height, width = picture.shape[:2]
         scale = min(1.0, math.sqrt(stats_pixels / (height * width)))
         proxy = picture
@@ -92,8 +86,7 @@ class TrainedStylizer:
                 Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BOX),
                 dtype=np.float32,
             )
-        stats = norm_statistics(self.model, _pad4(proxy))
-        frozen = tf.function(with_fixed_statistics(self.model, stats), reduce_retracing=True)
+        frozen = self.model.with_statistics(self.model.norm_statistics(_pad4(proxy)[None]))
         return stylize_tiled(lambda tile: _padded_run(frozen, tile), picture, tile_side, TILE_OVERLAP)
 
 
@@ -142,9 +135,7 @@ def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB)
         raise RotoscopeError(entry.model, "model file is not the one its card records (run `dvc checkout`)")
     if entry.kind == "instant":
         return InstantStylizer(name, instant.load_embedding(entry.model))
-    from rotoscope.filters.network import load_transformer
-
-    return TrainedStylizer(name, load_transformer(entry.model), memory_mb)
+    return TrainedStylizer(name, read_network(entry.model), memory_mb)
 
 
 def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings) -> Image.Image:

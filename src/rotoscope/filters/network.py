@@ -12,37 +12,18 @@ cost more than the whole rest of a thin net (profiled per layer). ``head="shuffl
 same on the way out: a half-resolution conv to 12 channels and a pixel shuffle to full-resolution
 RGB, initialised as nearest-neighbour upsampling (ICNR) so it does not start as a checkerboard.
 
-A model file is a Keras 3 ``.keras`` archive. Loading reads its config first and refuses anything
-outside the layer types this module builds (so no Lambda layers, no custom code from the file),
-then loads with Keras's ``safe_mode``.
+A model file is a Keras 3 ``.keras`` archive. Filters are applied without Keras: see
+:mod:`rotoscope.filters.inference`, which reads the archive as data and understands exactly the
+layer types this module builds.
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
-from pathlib import Path
-
 import numpy as np
 
-from rotoscope.errors import RotoscopeError
 from rotoscope.filters.backend import keras, tf
 
 layers = keras.layers
-
-_ALLOWED_LAYERS = {
-    "InputLayer",
-    "Rescaling",
-    "Conv2D",
-    "GroupNormalization",
-    "ReLU",
-    "Activation",
-    "Add",
-    "Upsample2x",
-    "ReflectionPadding2D",
-    "PixelUnshuffle2x",
-    "PixelShuffle2x",
-}
 
 STEMS = ("conv", "unshuffle")
 HEADS = ("conv", "shuffle")
@@ -177,101 +158,3 @@ def _residual(x, filters: int):
     y = _conv(x, filters, 3)
     y = _conv(y, filters, 3, relu=False)
     return layers.Add()([x, y])
-
-
-class FixedNorm(layers.Layer):
-    """Instance normalisation with given statistics: every tile of a picture uses the picture's own.
-
-    Used only at inference, in a clone of the trained network; never saved.
-    """
-
-    def __init__(self, mean, variance, gamma, beta, epsilon: float, **kwargs) -> None:
-        super().__init__(**kwargs)
-        scale = gamma / np.sqrt(variance + epsilon)
-        self.scale = keras.ops.convert_to_tensor(scale.astype("float32"))
-        self.shift = keras.ops.convert_to_tensor((beta - mean * scale).astype("float32"))
-
-    def call(self, inputs):
-        return inputs * self.scale + self.shift
-
-
-def norm_statistics(model: keras.Model, picture: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each instance norm's per-channel mean and variance over ``picture`` (HxWx3, 0-255)."""
-    norms = _norm_layers(model)
-    probe = keras.Model(model.inputs[0], [layer.input for layer in norms])
-    activations = probe(picture[None].astype("float32"))
-    activations = activations if isinstance(activations, list | tuple) else [activations]
-    stats = []
-    for values in activations:
-        values = np.asarray(values, dtype=np.float64)
-        stats.append((values.mean(axis=(0, 1, 2)), values.var(axis=(0, 1, 2))))
-    return stats
-
-
-def with_fixed_statistics(model: keras.Model, stats: list[tuple[np.ndarray, np.ndarray]]) -> keras.Model:
-    """The same network (shared weights) with each instance norm frozen to ``stats``."""
-    fixed = {}
-    for layer, (mean, variance) in zip(_norm_layers(model), stats, strict=True):
-        gamma = np.asarray(layer.gamma, dtype=np.float64)
-        beta = np.asarray(layer.beta, dtype=np.float64)
-        fixed[id(layer)] = FixedNorm(mean, variance, gamma, beta, layer.epsilon)
-    return keras.models.clone_model(model, clone_function=lambda layer: fixed.get(id(layer), layer))
-
-
-def _norm_layers(model: keras.Model) -> list:
-    return [layer for layer in model.layers if isinstance(layer, layers.GroupNormalization)]
-
-
-def load_transformer(path: Path) -> keras.Model:
-    """Load a model file safely, or raise one line naming the file and the problem."""
-    config = _read_config(path)
-    unknown = sorted(_layer_classes(config) - _ALLOWED_LAYERS)
-    if unknown:
-        raise RotoscopeError(
-            path, f"refused: layer types {', '.join(unknown)} are not part of a rotoscope style network"
-        )
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as error:  # Keras raises many types for a bad archive
-        raise RotoscopeError(path, f"cannot load the model ({type(error).__name__}: {error})") from None
-    _check_shapes(path, model)
-    return model
-
-
-def _read_config(path: Path) -> dict:
-    if not path.is_file():
-        raise RotoscopeError(path, "no such model file (run `dvc pull`, or `dvc repro` to make it)")
-    if not zipfile.is_zipfile(path):
-        raise RotoscopeError(path, "not a Keras .keras archive (pickles and other formats are refused)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json"))
-    except (KeyError, json.JSONDecodeError, zipfile.BadZipFile) as error:
-        raise RotoscopeError(path, f"damaged Keras archive ({error})") from None
-
-
-def _layer_classes(config: dict) -> set[str]:
-    """The class of every layer, nested models' layers included."""
-    found: set[str] = set()
-    pending = list(config.get("config", {}).get("layers", []))
-    while pending:
-        layer = pending.pop()
-        inner = layer.get("config", {}) if isinstance(layer, dict) else {}
-        if isinstance(inner, dict) and isinstance(inner.get("layers"), list):
-            pending.extend(inner["layers"])
-        else:
-            found.add(str(layer.get("class_name") if isinstance(layer, dict) else layer))
-    return {name.rsplit(">", 1)[-1] for name in found}
-
-
-def _check_shapes(path: Path, model: keras.Model) -> None:
-    inputs, outputs = model.inputs, model.outputs
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise RotoscopeError(
-            path, f"a style network has one input and one output, not {len(inputs)}/{len(outputs)}"
-        )
-    in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
-    if len(in_shape) != 4 or in_shape[-1] != 3 or any(side is not None for side in in_shape[1:3]):
-        raise RotoscopeError(path, f"input shape {in_shape} is not (batch, any height, any width, 3)")
-    if len(out_shape) != 4 or out_shape[-1] != 3:
-        raise RotoscopeError(path, f"output shape {out_shape} is not (batch, height, width, 3)")
