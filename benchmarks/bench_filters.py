@@ -4,8 +4,8 @@ Speed: frames per second at 640x360 and 1280x720 through ``apply_filter`` (the p
 ``stylize-image`` and the stylize stage take: picture in, clipped 8-bit picture out) for
 
 - trained full: the Johnson et al. network at width 1.0 (5 residual blocks, 9x9 ends),
-- trained light: the ``light`` preset (width 0.25, 3 residual blocks, unshuffle stem, shuffle
-  head: no convolution at full resolution),
+- trained light: the ``light`` preset (width 0.25, 3 residual blocks, unshuffle stem, refine
+  head: a pixel shuffle and one RGB-to-RGB 3x3 conv at full resolution),
 - trained light, conv head: the same with ``head: conv`` (upsampling and two full-resolution
   3x3 convs, the light preset before session 4),
 - instant: Magenta's arbitrary-style transformer with a painting's cached embedding,

@@ -502,7 +502,9 @@ def test_a_model_that_is_not_the_cards_is_refused(instant_studio: Studio, tmp_pa
     assert_refused(result, "model.npy", "not the one its card records")
 
 
-@pytest.mark.parametrize("stem, head", [("conv", "conv"), ("unshuffle", "conv"), ("unshuffle", "shuffle")])
+@pytest.mark.parametrize(
+    "stem, head", [("conv", "conv"), ("unshuffle", "conv"), ("unshuffle", "shuffle"), ("unshuffle", "refine")]
+)
 def test_saved_networks_run_without_keras_as_keras_runs_them(tmp_path: Path, stem: str, head: str) -> None:
     """The ONNX translation of a saved model draws what Keras draws, whole and with fixed norms."""
     from rotoscope.filters.backend import keras

@@ -93,6 +93,8 @@ class TrainedStylizer:
 def _pad4(picture: np.ndarray) -> np.ndarray:
     """Reflection padding to a multiple of 4, which the network's two stride-2 convs need."""
     height, width = picture.shape[:2]
+    if height % 4 == 0 and width % 4 == 0:
+        return picture
     return np.pad(picture, ((0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
 
 

@@ -29,10 +29,10 @@ from rotoscope.media.images import open_picture
 from rotoscope.store import atomic_write_text, md5_file, temp_beside
 from rotoscope.studio import Studio
 
-# No convolution at full resolution: on a CPU those cost more than the rest of a thin net
-LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle", "head": "shuffle"}
+# One thin convolution at full resolution: on a CPU wide ones cost more than the rest of a thin net
+LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle", "head": "refine"}
 NETWORK_STEMS = ("conv", "unshuffle")  # what network.build_transformer offers (kept here: no TF import)
-NETWORK_HEADS = ("conv", "shuffle")
+NETWORK_HEADS = ("conv", "shuffle", "refine")
 
 
 @dataclass(frozen=True)
