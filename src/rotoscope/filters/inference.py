@@ -46,6 +46,8 @@ _UNDERSTOOD = {
     "PixelShuffle2x",
 }
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+# Linear layers a constant scale passes through unchanged, so it can wait for the next conv
+_SCALE_FOLLOWS = {"PixelUnshuffle2x", "PixelShuffle2x", "ReflectionPadding2D", "Upsample2x"}
 
 NormStatistics = list[tuple[np.ndarray, np.ndarray]]  # per norm: per-channel mean and variance
 
@@ -252,19 +254,25 @@ class _GraphBuilder:
         self.extra_outputs: list[Any] = []
         self.norm_index = 0
         self.counter = 0
+        self.gain: dict[str, float] = {}  # tensor -> a scale not yet applied to it (folded later)
+        self.folded: dict[str, float] = {}  # layer -> a rescaling folded into its weights
 
     def build(self) -> bytes:
         helper = self.helper
+        self._fold_output_rescaling()
         tensors = {}
         for layer in self.network.layers:
             if layer.kind == "InputLayer":
                 tensors[layer.name] = self.node("Transpose", ["picture"], perm=[0, 3, 1, 2])
                 continue
             sources = [tensors[name] for name in layer.inputs]
+            if layer.kind not in (*_SCALE_FOLLOWS, "Rescaling", "Conv2D"):  # these take a pending scale
+                sources = [self.materialise(source) for source in sources]
             tensors[layer.name] = self.layer(layer, sources)
-        self.nodes.append(
-            helper.make_node("Transpose", [tensors[self.network.output]], ["styled"], perm=[0, 2, 3, 1])
-        )
+            if layer.kind in _SCALE_FOLLOWS:
+                self.gain[tensors[layer.name]] = self.gain.get(sources[0], 1.0)
+        last = self.materialise(tensors[self.network.output])
+        self.nodes.append(helper.make_node("Transpose", [last], ["styled"], perm=[0, 2, 3, 1]))
         picture = helper.make_tensor_value_info("picture", self.float, ["n", "h", "w", 3])
         styled = helper.make_tensor_value_info("styled", self.float, ["n", "h", "w", 3])
         graph = helper.make_graph(
@@ -285,9 +293,15 @@ class _GraphBuilder:
     # one method per Keras layer type, named after it
 
     def _Rescaling(self, layer: _Layer, x: str) -> str:
-        scaled = self.node("Mul", [x, self.constant(np.float32(layer.config.get("scale", 1.0)))])
-        offset = float(layer.config.get("offset", 0.0))
-        return scaled if offset == 0 else self.node("Add", [scaled, self.constant(np.float32(offset))])
+        scale, offset = float(layer.config.get("scale", 1.0)), float(layer.config.get("offset", 0.0))
+        if layer.name in self.folded:  # already inside the conv before it
+            return x
+        if offset == 0:  # carried forward into the next conv's kernel: no full-resolution pass
+            out = self.node("Identity", [x])
+            self.gain[out] = self.gain.get(x, 1.0) * scale
+            return out
+        scaled = self.node("Mul", [self.materialise(x), self.constant(np.float32(scale))])
+        return self.node("Add", [scaled, self.constant(np.float32(offset))])
 
     def _Conv2D(self, layer: _Layer, x: str) -> str:
         config = layer.config
@@ -296,9 +310,11 @@ class _GraphBuilder:
         ):
             self.refuse(layer, "only 'valid' channels-last convolutions are part of a style network")
         kernel, *bias = self.network.weights[layer.name]
+        after = self.folded.get(layer.name, 1.0)  # a rescaling of this conv's output
+        kernel = kernel * np.float32(self.gain.get(x, 1.0) * after)
         inputs = [x, self.constant(np.transpose(kernel, (3, 2, 0, 1)))]
         if bias:
-            inputs.append(self.constant(bias[0]))
+            inputs.append(self.constant(bias[0] * np.float32(after)))
         out = self.node(
             "Conv",
             inputs,
@@ -363,6 +379,22 @@ class _GraphBuilder:
         return self.node("DepthToSpace", [x], blocksize=2, mode="DCR")  # tf.nn.depth_to_space's order
 
     # graph plumbing
+
+    def _fold_output_rescaling(self) -> None:
+        """A rescaling right after the last conv becomes part of that conv's weights."""
+        by_name = {layer.name: layer for layer in self.network.layers}
+        last = by_name[self.network.output]
+        if last.kind != "Rescaling" or float(last.config.get("offset", 0.0)) != 0 or len(last.inputs) != 1:
+            return
+        conv = by_name[last.inputs[0]]
+        users = [layer for layer in self.network.layers if conv.name in layer.inputs]
+        if conv.kind == "Conv2D" and conv.config.get("activation", "linear") == "linear" and users == [last]:
+            self.folded = {conv.name: float(last.config.get("scale", 1.0)), last.name: 1.0}
+
+    def materialise(self, x: str) -> str:
+        """``x`` with any scale still carried forward applied (before a non-linear layer)."""
+        gain = self.gain.get(x, 1.0)
+        return x if gain == 1.0 else self.node("Mul", [x, self.constant(np.float32(gain))])
 
     def activation(self, layer: _Layer, x: str, name: str) -> str:
         if name == "linear":
