@@ -110,6 +110,9 @@ class StyleNetwork:
 
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
+            # idle pool threads would otherwise spin for a while after each run, taking the
+            # cores from the JPEG encoding and decoding that surround every frame
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._sessions[variant] = onnxruntime.InferenceSession(
                 self.onnx_model(variant), options, providers=["CPUExecutionProvider"]
             )

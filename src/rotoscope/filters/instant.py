@@ -44,6 +44,7 @@ def _session(name: str):
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see inference.py
     return onnxruntime.InferenceSession(
         str(_model_dir() / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
     )
