@@ -9,8 +9,8 @@ Each studio gets that clip, one filter and one render of it, all through the rea
   the source and the render.
 - incremental: `rotoscope add` of the copy with frames 50 and 150 replaced (not timed), then
   `dvc repro`: split again (every frame decoded, 198 md5s unchanged), 2 frames stylized (in
-  ONNX Runtime, no TensorFlow start-up), 198 reused, and for both videos the two 2-second
-  segments holding the new frames encoded again, the other six copied. The ratio is
+  ONNX Runtime, no TensorFlow start-up), 198 reused, and for both videos the two 1-second
+  segments holding the new frames encoded again, the other fourteen copied. The ratio is
   incremental / full; the target is <= 0.05.
 - no-op: `dvc repro` once more, with nothing to do.
 

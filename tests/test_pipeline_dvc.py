@@ -101,3 +101,20 @@ def test_replacing_one_frame_changes_one_manifest_line(studio: Studio, tmp_path:
     assert [line for line in changed if line not in frame_lines] == [
         line for line in changed if line[1:].startswith('  "video"')
     ]
+
+
+def test_blob_store_finds_the_dvc_cache_where_dvc_does(studio: Studio, tmp_path: Path) -> None:
+    """The quick answer (no DVC import) for a default studio, and DVC's own once config moves it."""
+    from dvc.repo import Repo
+
+    from rotoscope.store import BlobStore
+
+    def dvc_says() -> Path:
+        with Repo(str(studio.root)) as repo:
+            return Path(repo.cache.local.path)
+
+    assert BlobStore(studio.root)._default_cache_dir() == dvc_says()
+    dvc("cache", "dir", "--local", str(tmp_path / "elsewhere"), cwd=studio.root)
+    store = BlobStore(studio.root)
+    assert store._default_cache_dir() is None  # the config names a cache: ask DVC
+    assert store.cache_dir == dvc_says() and str(store.cache_dir).startswith(str(tmp_path / "elsewhere"))

@@ -102,6 +102,9 @@ class BlobCheck:
     where: Path | None  # the file that holds (or wrongly holds) the blob
 
 
+_SYSTEM_DVC_CONFIG = Path("/etc/xdg/dvc/config")
+
+
 class BlobStore:
     """Where a studio's blobs live: its work tree and its DVC cache."""
 
@@ -112,11 +115,30 @@ class BlobStore:
     @property
     def cache_dir(self) -> Path:
         if self._cache_dir is None:
-            from dvc.repo import Repo  # slow import, needed only here
-
-            with Repo(str(self.root)) as repo:
-                self._cache_dir = Path(repo.cache.local.path)
+            self._cache_dir = self._default_cache_dir() or self._configured_cache_dir()
         return self._cache_dir
+
+    def _default_cache_dir(self) -> Path | None:
+        """DVC's default cache folder when no config level moves it: asking DVC itself costs
+        half a second of imports, more than an incremental stylize run has to spend."""
+        dvc_dir = self.root / ".dvc"
+        if not dvc_dir.is_dir():
+            return None
+        home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        configs = [dvc_dir / "config", dvc_dir / "config.local", home / "dvc" / "config", _SYSTEM_DVC_CONFIG]
+        for config in configs:
+            try:
+                if "[cache]" in config.read_text().replace(" ", ""):
+                    return None
+            except OSError:
+                continue
+        return dvc_dir / "cache" / "files" / "md5"
+
+    def _configured_cache_dir(self) -> Path:
+        from dvc.repo import Repo  # slow import
+
+        with Repo(str(self.root)) as repo:
+            return Path(repo.cache.local.path)
 
     def cache_path(self, md5: str) -> Path:
         return self.cache_dir / md5[:2] / md5[2:]

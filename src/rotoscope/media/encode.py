@@ -37,7 +37,7 @@ class EncodeSettings:
     preset: str | None = "medium"
     pix_fmt: str = "auto"  # yuv420p when the size allows it, else yuv444p
     audio: str = "copy"
-    segment_seconds: float | None = 2.0  # encode in closed segments, re-encoding only changed ones
+    segment_seconds: float | None = 1.0  # encode in closed segments, re-encoding only changed ones
     options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

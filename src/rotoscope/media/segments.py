@@ -7,8 +7,9 @@ named by everything that decides its bytes: the frames' md5s and timestamps, the
 settings, the size. The output video is then muxed from the segments' packets by stream copy,
 with the source's audio, so only the segments whose frames changed are encoded again.
 
-The price is a keyframe every segment (a few percent of size at 2 seconds); segments shorter
-than that cost more, longer ones re-encode more per change.
+The price is a keyframe every segment: measured on the shared clips, 1-second segments (the
+default) make the video 3 to 5% larger than one pass, 2-second ones 2%; longer segments
+re-encode more frames per change.
 """
 
 from __future__ import annotations
