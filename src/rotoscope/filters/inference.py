@@ -69,6 +69,7 @@ class StyleNetwork:
     weights: dict[str, list[np.ndarray]]
     output: str
     _sessions: dict[str, Any] = field(default_factory=dict, repr=False)
+    _graphs: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def norms(self) -> list[_Layer]:
@@ -102,7 +103,9 @@ class StyleNetwork:
 
     def onnx_model(self, variant: str = "whole") -> bytes:
         """The serialised ONNX graph: ``whole``, ``probe`` (adds norm statistics) or ``fixed``."""
-        return _GraphBuilder(self, variant).build()
+        if variant not in self._graphs:  # read_network builds "whole" once to check it; keep it
+            self._graphs[variant] = _GraphBuilder(self, variant).build()
+        return self._graphs[variant]
 
     def _session(self, variant: str):
         if variant not in self._sessions:

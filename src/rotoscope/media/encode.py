@@ -143,7 +143,7 @@ def encode_segmented(
 
     with _Output(out, settings, size, time_base, rate, audio_source) as output:
         for segment in segments:
-            if cache.read(segment.key) is not None:
+            if cache.holds(segment.key):
                 for _ in range(segment.first, segment.last + 1):
                     tick()
                 continue
@@ -152,7 +152,7 @@ def encode_segmented(
                 output.segment_encoder,
                 (picture_at(i) for i in span),
                 [pts[i] for i in span],
-                [durations[pts[i]] for i in span],
+                [shown[i] for i in span],
                 time_base,
                 tick,
             )

@@ -70,22 +70,32 @@ class SegmentCache:
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.seg"
 
+    def holds(self, key: str) -> bool:
+        """Whether the segment is there and whole, reading only its header (not the packets)."""
+        path = self.path(key)
+        try:
+            with open(path, "rb") as handle:
+                header, payload_start = _read_header(handle)
+            payload = sum(row[4] for row in header["packets"])
+            return payload_start + payload == path.stat().st_size
+        except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error):
+            return False
+
     def read(self, key: str) -> tuple[bytes, list[Packet]] | None:
         """The segment's codec header and packets, or None when absent or unreadable."""
         path = self.path(key)
         try:
-            blob = path.read_bytes()
-            if blob[:4] != _MAGIC:
-                return None
-            (header_size,) = struct.unpack("<I", blob[4:8])
-            header = json.loads(blob[8 : 8 + header_size])
-            packets, offset = [], 8 + header_size
-            for pts, dts, duration, keyframe, size in header["packets"]:
-                packets.append(Packet(blob[offset : offset + size], pts, dts, duration, bool(keyframe)))
-                offset += size
-            if offset != len(blob):
-                return None
-        except (OSError, ValueError, KeyError, struct.error):
+            with open(path, "rb") as handle:
+                header, _ = _read_header(handle)
+                packets = []
+                for pts, dts, duration, keyframe, size in header["packets"]:
+                    data = handle.read(size)
+                    if len(data) != size:
+                        return None
+                    packets.append(Packet(data, pts, dts, duration, bool(keyframe)))
+                if handle.read(1):
+                    return None
+        except (OSError, ValueError, KeyError, TypeError, struct.error):
             return None
         os.utime(path)  # recently used: kept by tidy()
         return bytes.fromhex(header["extradata"]), packets
@@ -110,6 +120,14 @@ class SegmentCache:
         for path in self.folder.glob("*/*.seg"):
             if path.stat().st_mtime < cutoff:
                 path.unlink(missing_ok=True)
+
+
+def _read_header(handle) -> tuple[dict[str, Any], int]:
+    """A segment file's JSON header and where its packet bytes start."""
+    if handle.read(4) != _MAGIC:
+        raise ValueError("not a segment file")
+    (header_size,) = struct.unpack("<I", handle.read(4))
+    return json.loads(handle.read(header_size)), 8 + header_size
 
 
 def plan_segments(
