@@ -111,7 +111,8 @@ def stylize(
         result = stylize_render(here, name)
         say(
             f"stylize {name}: {result.frames} frames, {result.stylized} stylized, "
-            f"{result.reused} reused -> {here.relative(result.manifest_path)}"
+            + (f"{result.blended} blended, " if result.blended else "")
+            + f"{result.reused} reused -> {here.relative(result.manifest_path)}"
         )
 
 
@@ -136,6 +137,30 @@ def reassemble(
     reused = done.segments - done.segments_encoded
     detail = f"{done.segments_encoded} of {done.segments} segments encoded, {reused} reused"
     say(f"wrote {done.path} ({detail})")
+
+
+@app.command()
+def quality(
+    manifest: Annotated[Path, typer.Argument(help="A render's manifest (manifests/<video>/<render>.json).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the reports (default: quality/<video>).")
+    ] = None,
+    preview: Annotated[bool, typer.Option(help="Also write the side-by-side preview clip.")] = True,
+) -> None:
+    """Measure a render's flicker: the warping error per frame and its mean (DVC metrics and plots),
+    against the filter's own frame-by-frame stylization, plus a side-by-side preview clip."""
+    from rotoscope.quality import QualityPaths, measure, summary_lines, write_preview, write_report
+
+    here = _studio(manifest.parent)
+    report, pictures = measure(here, manifest)
+    paths = QualityPaths.for_render(here, pictures.render, out)
+    write_report(report, paths)
+    for line in summary_lines(report):
+        say(line)
+    say(f"wrote {paths.metrics} and {paths.plot}")
+    if preview:
+        write_preview(here, pictures, paths.preview)
+        say(f"wrote {paths.preview}")
 
 
 @app.command()
@@ -293,6 +318,12 @@ def render_new(
     strength: Annotated[float, typer.Option(help="0 keeps the frame, 1 is the filter alone.")] = 1.0,
     preserve_color: Annotated[bool, typer.Option(help="Keep the frames' colours.")] = False,
     max_side: Annotated[int | None, typer.Option(help="Stylize at this longest side.")] = None,
+    temporal: Annotated[
+        str | None, typer.Option(help="off, ema or flow: how each frame carries into the next.")
+    ] = None,
+    temporal_weight: Annotated[
+        float | None, typer.Option(help="Share of the last output kept, 0-1 (default: params.yaml).")
+    ] = None,
     studio: StudioOption = None,
 ) -> None:
     """Register a render in params.yaml; `dvc repro` stylizes and reassembles it."""
@@ -302,8 +333,8 @@ def render_new(
     here = _studio(studio)
     filter_entry(here, filter_name)
     entry = {"video": video, "filter": filter_name, "strength": strength, "preserve_color": preserve_color}
-    if max_side is not None:
-        entry["max_side"] = max_side
+    optional = {"max_side": max_side, "temporal": temporal, "temporal_weight": temporal_weight}
+    entry |= {key: value for key, value in optional.items() if value is not None}
     here.add_render(name, entry)
     job: RenderJob = here.render_job(name)
     say(

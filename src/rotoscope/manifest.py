@@ -6,6 +6,7 @@ its own line, so ``git diff`` and a pull request show exactly which frames chang
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -36,7 +37,7 @@ class Lineage:
     parent: str  # the source manifest, relative to the studio
     parent_md5: str  # the md5 of the parent manifest's file when this one was made
     filter: dict[str, Any]  # name, kind, model_md5
-    render: dict[str, Any]  # strength, preserve_color, max_side
+    render: dict[str, Any]  # strength, preserve_color, max_side, and temporal settings if any
 
 
 @dataclass
@@ -52,6 +53,12 @@ class Manifest:
     end_pts: int
     frames: list[Frame] = field(default_factory=list)
     lineage: Lineage | None = None  # stylized manifests only
+    cuts: list[int] | None = None  # source manifests: indices of the frames that start a new shot
+
+    @property
+    def video_name(self) -> str:
+        """The studio's name for the video: a source manifest's own name, a render's parent's."""
+        return Path(self.lineage.parent).parent.name if self.lineage else self.name
 
     @property
     def time_base_fraction(self) -> Fraction:
@@ -87,6 +94,8 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
         lineage = body.pop("lineage")
+        if body["cuts"] is None:
+            del body["cuts"]
         body["frames"] = [_without_none(frame) for frame in body["frames"]]
         return {"schema": SCHEMA_ID, **body, **({"lineage": lineage} if lineage else {})}
 
@@ -117,6 +126,11 @@ def validate(document: Any, path: Path | str) -> None:
             raise RotoscopeError(path, f"frames/{position}: pts {frame['pts']} does not increase")
     if document["end_pts"] <= frames[-1]["pts"]:
         raise RotoscopeError(path, "end_pts must come after the last frame's pts")
+    cuts = document.get("cuts", [])
+    if any(later <= earlier for earlier, later in itertools.pairwise(cuts)) or (
+        cuts and cuts[-1] >= len(frames)
+    ):
+        raise RotoscopeError(path, f"cuts must be increasing frame indices below {len(frames)}, not {cuts}")
 
 
 def from_dict(document: dict[str, Any]) -> Manifest:

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from rotoscope import manifest as manifests
@@ -38,11 +39,13 @@ from rotoscope.store import (
     FrameReuse,
     atomic_copy,
     atomic_write_text,
+    md5_bytes,
     md5_file,
     replace_dir,
     temp_beside,
 )
 from rotoscope.studio import RenderJob, SplitSettings, Studio
+from rotoscope.temporal import CutDetector, Motion, MotionEstimator, blend, thumbnail, to_pixels
 
 _WORKERS = max(2, os.cpu_count() or 2)
 
@@ -63,7 +66,7 @@ def split(studio: Studio, name: str) -> SplitResult:
     staged = _prepare_scratch(scratch, {"video_md5": video_md5, **settings.as_manifest_extract()})
     estimate = _estimated_count(info, settings)
     with progress_bar(f"split {name}", estimate) as update:
-        frames, reused = _write_frames(info, settings, staged, update)
+        frames, reused, cuts = _write_frames(info, settings, staged, update)
     if not frames:
         raise RotoscopeError(video_path, "no frames decoded")
     width, height = output_size(info, settings.max_side)
@@ -78,6 +81,7 @@ def split(studio: Studio, name: str) -> SplitResult:
         time_base=str(info.time_base.numerator) + "/" + str(info.time_base.denominator),
         end_pts=_end_pts(info, frames),
         frames=frames,
+        cuts=cuts,
     )
     text = manifests.render(result, studio.manifest_path(name))  # before any frame is swapped in
     replace_dir(staged, studio.frames_dir(name))
@@ -105,22 +109,26 @@ def _estimated_count(info: VideoInfo, settings: SplitSettings) -> int | None:
 
 def _write_frames(
     info: VideoInfo, settings: SplitSettings, folder: Path, update: Callable[[int], None]
-) -> tuple[list[Frame], int]:
-    """Convert and encode on worker threads while this thread decodes.
+) -> tuple[list[Frame], int, list[int]]:
+    """Convert and encode on worker threads while this thread decodes; find the scene cuts.
 
     PyAV's scaler and Pillow writing to a file both release the GIL, so the workers run in
     parallel with each other and with FFmpeg's own decoding threads.
     """
     frames: list[Frame] = []
     reused = 0
-    in_flight: deque[tuple[int, int, Future[tuple[str, int, bool]]]] = deque()
+    cuts: list[int] = []
+    detector = CutDetector()
+    in_flight: deque[tuple[int, int, Future[_StoredFrame]]] = deque()
 
     def collect() -> None:
         nonlocal reused
         index, pts, future = in_flight.popleft()
-        md5, size, was_there = future.result()
-        reused += was_there
-        frames.append(Frame(i=index, pts=pts, md5=md5, bytes=size))
+        stored = future.result()
+        reused += stored.was_there
+        frames.append(Frame(i=index, pts=pts, md5=stored.md5, bytes=stored.size))
+        if detector.starts_shot(stored.thumbnail):
+            cuts.append(index)
         update(len(frames))
 
     with ThreadPoolExecutor(_WORKERS) as pool:
@@ -131,16 +139,26 @@ def _write_frames(
                 collect()
         while in_flight:
             collect()
-    return frames, reused
+    return frames, reused, cuts
 
 
-def _store_frame(decoded: DecodedFrame, target: Path, settings: SplitSettings) -> tuple[str, int, bool]:
-    if target.is_file():  # written atomically by an earlier run, so complete
-        return md5_file(target), target.stat().st_size, True
-    with temp_beside(target) as temp:
-        save_image(decoded.image(), temp, settings.format, settings.quality)
-        os.replace(temp, target)
-    return md5_file(target), target.stat().st_size, False
+@dataclass(frozen=True)
+class _StoredFrame:
+    md5: str
+    size: int
+    was_there: bool  # written by an interrupted run
+    thumbnail: np.ndarray  # for scene cuts
+
+
+def _store_frame(decoded: DecodedFrame, target: Path, settings: SplitSettings) -> _StoredFrame:
+    picture = decoded.image()
+    small = thumbnail(np.asarray(picture.convert("L")))
+    was_there = target.is_file()  # written atomically by an earlier run, so complete
+    if not was_there:
+        with temp_beside(target) as temp:
+            save_image(picture, temp, settings.format, settings.quality)
+            os.replace(temp, target)
+    return _StoredFrame(md5_file(target), target.stat().st_size, was_there, small)
 
 
 def _video_record(studio: Studio, info: VideoInfo, md5: str) -> dict[str, object]:
@@ -178,15 +196,25 @@ class StylizeResult:
     manifest_path: Path
     frames: int
     stylized: int  # frames the filter ran on
-    reused: int  # frames found already made the same way (same source, model and look)
+    blended: int  # frames blended with the one before (temporal ema or flow)
+    reused: int  # frames found already made the same way
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "frames": self.frames,
+            "stylized": self.stylized,
+            "blended": self.blended,
+            "reused": self.reused,
+        }
 
 
 def stylize(studio: Studio, name: str) -> StylizeResult:
     """Run the render ``name``'s filter over its video's frames, reusing every frame made before.
 
-    A frame is made again only when its (source md5, model md5, look) has never been made or its
-    bytes are gone from both the DVC cache and our blob folder; the filter is not even loaded
-    when every frame is found.
+    A frame's own stylization is made again only when its (source md5, model md5, look) has never
+    been made or its bytes are gone from both the DVC cache and our blob folder; the filter is not
+    even loaded when every frame is found. With a temporal method each output also depends on the
+    output before it, back to the last scene cut, and is found again by that chain.
     """
     from rotoscope.filters.card import load_card
     from rotoscope.filters.catalogue import filter_entry
@@ -198,16 +226,24 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
     card = load_card(entry.card)
     if card.model is None:
         raise RotoscopeError(entry.card, f"filter {job.filter!r} has no model yet (run `dvc repro`)")
+    if job.temporal_settings().on and parent.cuts is None:
+        raise RotoscopeError(
+            parent_path,
+            f"no scene cuts recorded (split by an older rotoscope; run `dvc repro -f split@{job.video}`)",
+        )
     model_md5 = card.model["md5"]
     reuse = FrameReuse(studio.root)
     reuse.tidy()
     staged = studio.partial_dir(f"stylize-{name}")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
-    made = _StylizedFrames(studio, job, parent, model_md5, reuse, staged)
+    made = StylizedFrames(studio, job, parent, model_md5, reuse)
     with progress_bar(f"stylize {name}", len(parent.frames)) as update:
-        frames = [made.frame(source, update) for source in parent.frames]
+        frames = made.stage_all(staged, update)
     width, height = made.size or (parent.width, parent.height)
+    render = {key: made.look[key] for key in ("strength", "preserve_color", "max_side")}
+    if made.temporal.on:
+        render |= {"temporal": made.temporal.method, "temporal_weight": made.temporal.weight}
     result = Manifest(
         kind="stylized",
         name=name,
@@ -223,16 +259,15 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
             parent=studio.relative(parent_path),
             parent_md5=md5_file(parent_path),
             filter={"name": job.filter, "kind": card.kind, "model_md5": model_md5},
-            render={key: made.look[key] for key in ("strength", "preserve_color", "max_side")},
+            render=render,
         ),
     )
     target = studio.manifest_path(job.video, name)
     text = manifests.render(result, target)
     replace_dir(staged, studio.frames_dir(job.video, name))
     atomic_write_text(target, text)
-    outcome = StylizeResult(target, len(frames), made.stylized, len(frames) - made.stylized)
-    counts = {"frames": outcome.frames, "stylized": outcome.stylized, "reused": outcome.reused}
-    atomic_write_text(studio.log_path(f"stylize-{name}"), json.dumps(counts) + "\n")
+    outcome = StylizeResult(target, len(frames), made.stylized, made.blended, len(frames) - made.made)
+    atomic_write_text(studio.log_path(f"stylize-{name}"), json.dumps(outcome.counts()) + "\n")
     return outcome
 
 
@@ -242,38 +277,93 @@ def _frame_files(job: RenderJob) -> dict[str, object]:
     return {**shrink, "format": job.format, "quality": job.quality}
 
 
-class _StylizedFrames:
-    """Each source frame's stylized file, found again or made, copied into the staged folder."""
+class StylizedFrames:
+    """A render's frames: each frame's own stylization and, with a temporal method, its blend
+    with the output before it; found again in the reuse store or made and kept there."""
 
     def __init__(
-        self,
-        studio: Studio,
-        job: RenderJob,
-        parent: Manifest,
-        model_md5: str,
-        reuse: FrameReuse,
-        staged: Path,
+        self, studio: Studio, job: RenderJob, parent: Manifest, model_md5: str, reuse: FrameReuse
     ) -> None:
         self.studio, self.job, self.parent = studio, job, parent
-        self.model_md5, self.reuse, self.staged = model_md5, reuse, staged
+        self.model_md5, self.reuse = model_md5, reuse
         self.look = {**job.look(), "apply": APPLY_VERSION, "memory_mb": DEFAULT_MEMORY_MB}
-        self.stylized = 0
+        self.temporal = job.temporal_settings()
+        self.stylized = 0  # filter runs
+        self.blended = 0  # temporal blends made
+        self.made = 0  # output frames not found: painted, blended, or both
         self.size: tuple[int, int] | None = None
         self._filter: Stylizer | None = None
+        self._motion = MotionEstimator() if self.temporal.method == "flow" else None
+        self._grey: tuple[int, np.ndarray] | None = None  # the last source frame's greyscale
 
-    def frame(self, source: Frame, update: Callable[..., None]) -> Frame:
-        key = FrameReuse.key(source.md5, self.model_md5, self.look)
-        found = self.reuse.find(key) or self._make(source, key)
-        blob, md5, size = found
-        target = self.staged / f"{source.i:0{manifests.FRAME_NAME_DIGITS}d}.{self.job.format}"
-        atomic_copy(blob, target)
-        if self.size is None:
-            with Image.open(target) as picture:
-                self.size = picture.size
-        update(source.i + 1, f"{self.stylized} stylized")
-        return Frame(i=source.i, pts=source.pts, md5=md5, bytes=size, src=source.md5)
+    def own_key(self, source: Frame) -> str:
+        return FrameReuse.key(source.md5, self.model_md5, self.look)
 
-    def _make(self, source: Frame, key: str) -> tuple[Path, str, int]:
+    def output_keys(self) -> list[str]:
+        """Each output's reuse key: its own stylization's, or after a frame that is not the start of
+        a shot, that chained to the key of the output before it."""
+        own = [self.own_key(source) for source in self.parent.frames]
+        if not self.temporal.on:
+            return own
+        starts = {0, *(self.parent.cuts or [])}
+        keys: list[str] = []
+        for index, key in enumerate(own):
+            chained = {"own": key, "after": keys[-1] if keys else None, **self.temporal.key()}
+            keys.append(key if index in starts else md5_bytes(json.dumps(chained, sort_keys=True).encode()))
+        return keys
+
+    def stage_all(self, staged: Path, update: Callable[..., None]) -> list[Frame]:
+        """Every output frame copied into ``staged`` (in order: each may need the one before)."""
+        frames = []
+        for source, key in zip(self.parent.frames, self.output_keys(), strict=True):
+            blob, md5, size = self.reuse.find(key) or self._output(source, key, staged)
+            target = staged / self._name(source)
+            atomic_copy(blob, target)
+            if self.size is None:
+                with Image.open(target) as picture:
+                    self.size = picture.size
+            blended = f", {self.blended} blended" if self.temporal.on else ""
+            update(source.i + 1, f"{self.stylized} stylized{blended}")
+            frames.append(Frame(i=source.i, pts=source.pts, md5=md5, bytes=size, src=source.md5))
+        return frames
+
+    def own(self, source: Frame) -> tuple[Path, str, int]:
+        """The frame's own stylization (the filter alone), found or painted."""
+        key = self.own_key(source)
+        return self.reuse.find(key) or self._paint(source, key)
+
+    def _name(self, source: Frame) -> str:
+        return f"{source.i:0{manifests.FRAME_NAME_DIGITS}d}.{self.job.format}"
+
+    def _output(self, source: Frame, key: str, staged: Path) -> tuple[Path, str, int]:
+        self.made += 1
+        own = self.own(source)
+        if key == self.own_key(source):
+            return own
+        previous = _rgb(staged / self._name(self.parent.frames[source.i - 1]))
+        styled = _rgb(own[0])
+        motion = self._motion_to(source, styled.shape[:2]) if self._motion else None
+        mixed = Image.fromarray(to_pixels(blend(self.temporal, styled, previous, motion)))
+        self.blended += 1
+        return self._keep(key, mixed)
+
+    def _motion_to(self, source: Frame, shape: tuple[int, ...]) -> Motion:
+        assert self._motion is not None
+        previous = self._source_grey(self.parent.frames[source.i - 1], shape)
+        return self._motion.motion(previous, self._source_grey(source, shape))
+
+    def _source_grey(self, source: Frame, shape: tuple[int, ...]) -> np.ndarray:
+        if self._grey is not None and self._grey[0] == source.i:
+            return self._grey[1]
+        with Image.open(self._source_file(source)) as picture:
+            picture.draft("L", picture.size)  # a JPEG decodes its luma alone
+            small = picture.convert("L")
+            if small.size != (shape[1], shape[0]):
+                small = small.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+            self._grey = (source.i, np.asarray(small))
+        return self._grey[1]
+
+    def _paint(self, source: Frame, key: str) -> tuple[Path, str, int]:
         from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer
 
         if self._filter is None:
@@ -281,9 +371,12 @@ class _StylizedFrames:
         settings = ApplySettings(self.job.strength, self.job.preserve_color, self.job.max_side)
         with Image.open(self._source_file(source)) as picture:
             styled = apply_filter(self._filter, picture.convert("RGB"), settings)
-        with temp_beside(self.staged / f"made-{key}") as temp:
-            save_image(styled, temp, self.job.format, self.job.quality)
-            self.stylized += 1
+        self.stylized += 1
+        return self._keep(key, styled)
+
+    def _keep(self, key: str, picture: Image.Image) -> tuple[Path, str, int]:
+        with temp_beside(self.reuse.blob_dir / f"made-{key}") as temp:
+            save_image(picture, temp, self.job.format, self.job.quality)
             return self.reuse.keep(key, temp)
 
     def _source_file(self, source: Frame) -> Path:
@@ -294,6 +387,11 @@ class _StylizedFrames:
                 f"source frame {source.i} is {check.state} (run `dvc pull` or `dvc checkout`)",
             )
         return check.where
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("RGB"))
 
 
 # -- reassemble ------------------------------------------------------------------------------

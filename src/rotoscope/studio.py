@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 
@@ -28,6 +28,9 @@ from rotoscope.store import (
     dvc_track,
     md5_file,
 )
+
+if TYPE_CHECKING:
+    from rotoscope.temporal import TemporalSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_REMOTE_NAME = "local"
@@ -93,6 +96,8 @@ class RenderJob:
     max_side: int | None = None
     format: str = "jpg"
     quality: int = 95
+    temporal: str = "off"  # off, ema or flow (see rotoscope.temporal)
+    temporal_weight: float = 0.7
 
     @classmethod
     def from_params(cls, name: str, entry: dict[str, Any], shared: dict[str, Any], where: Path) -> RenderJob:
@@ -103,6 +108,8 @@ class RenderJob:
         unknown = sorted(set(fields) - (set(cls.__dataclass_fields__) - {"name"}))
         if unknown:
             raise RotoscopeError(where, f"renders.{name}: unknown keys {unknown}")
+        if fields.get("temporal") is False:  # YAML 1.1 readers take a bare `off` for false
+            fields["temporal"] = "off"
         job = cls(name=name, **fields)
         job.check(where)
         return job
@@ -121,6 +128,15 @@ class RenderJob:
             raise RotoscopeError(where, f"{prefix}.format must be one of {', '.join(FORMATS)}")
         if not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
             raise RotoscopeError(where, f"{prefix}.quality must be an integer 1-100")
+        try:
+            self.temporal_settings()
+        except RotoscopeError as error:
+            raise RotoscopeError(where, f"{prefix}: {error.problem}") from None
+
+    def temporal_settings(self) -> TemporalSettings:
+        from rotoscope.temporal import TemporalSettings  # OpenCV loads only for the jobs that use it
+
+        return TemporalSettings(self.temporal, self.temporal_weight)
 
     def look(self) -> dict[str, Any]:
         """What decides a stylized frame's pixels and bytes (besides its source and the model)."""

@@ -1,0 +1,308 @@
+"""How much a render flickers: the warping error of each frame against the one before, as DVC
+metrics and plots (so ``dvc metrics diff`` and ``dvc plots diff`` compare branches), and a
+side-by-side preview clip.
+
+Each measure is taken twice, on the render and on the filter's own frame-by-frame stylization,
+so one render's report shows what its temporal method bought and what it cost: the distance of
+each frame from what the filter alone would paint (ghosting shows up there).
+
+The motion comes from the source frames, with DIS at its ``medium`` preset at full resolution:
+a finer estimate than the ``fast`` one that ``temporal: flow`` blends with, so the measure does
+not simply grade the blending against its own flow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from rotoscope import manifest as manifests
+from rotoscope.errors import RotoscopeError
+from rotoscope.manifest import Frame, Manifest
+from rotoscope.media import encode_video
+from rotoscope.pipeline import StylizedFrames
+from rotoscope.progress import progress_bar
+from rotoscope.store import FrameReuse, atomic_write_text, md5_bytes
+from rotoscope.studio import Studio
+from rotoscope.temporal import MotionEstimator, grey, mean_squared_distance, warping_error
+
+MEASURE_VERSION = 1  # bump when a measure changes (the cached measures are then taken again)
+PREVIEW_PANEL_WIDTH = 640
+
+
+@dataclass(frozen=True)
+class FrameQuality:
+    frame: int
+    time: float  # seconds
+    warping_error: float | None  # None for the first frame of each shot
+    per_frame_warping_error: float | None  # the same, for the filter's own frame-by-frame stylization
+    distance: float  # mean squared distance from the frame-by-frame stylization, colours 0..1
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    render: str
+    temporal: str
+    frames: list[FrameQuality]
+
+    def metrics(self) -> dict[str, object]:
+        measured = [f for f in self.frames if f.warping_error is not None]
+        mean = _mean([f.warping_error for f in measured])
+        own = _mean([f.per_frame_warping_error for f in measured])
+        return {
+            "warping_error": _round(mean),
+            "per_frame_warping_error": _round(own),
+            "flicker_ratio": _round(mean / own) if mean is not None and own else None,
+            "distance_from_per_frame": _round(_mean([f.distance for f in self.frames])),
+            "frames": len(self.frames),
+            "pairs_measured": len(measured),
+            "temporal": self.temporal,
+        }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.6g}")
+
+
+@dataclass(frozen=True)
+class QualityPaths:
+    metrics: Path
+    plot: Path
+    preview: Path
+
+    @classmethod
+    def for_render(cls, studio: Studio, manifest: Manifest, folder: Path | None = None) -> QualityPaths:
+        """``quality/<video>/<render>.json``, ``-frames.csv`` and ``-side-by-side.mp4``."""
+        folder = folder or studio.root / "quality" / manifest.video_name
+        name = manifest.name
+        return cls(
+            folder / f"{name}.json", folder / f"{name}-frames.csv", folder / f"{name}-side-by-side.mp4"
+        )
+
+
+def measure(studio: Studio, manifest_path: Path) -> tuple[QualityReport, _Pictures]:
+    """Warping errors and distances of a stylized manifest, reusing the measures of frame pairs
+    measured before (kept in ``.rotoscope/quality``)."""
+    pictures = _Pictures.open(studio, manifest_path)
+    manifest = pictures.render
+    cache = _MeasureCache(
+        studio.root / ".rotoscope" / "quality" / f"{manifest.video_name}-{manifest.name}.json"
+    )
+    motion = MotionEstimator("medium", max_side=None)
+    starts = {0, *(pictures.source.cuts or [])}
+    frames: list[FrameQuality] = []
+    with progress_bar(f"quality {manifest.name}", len(manifest.frames)) as update:
+        for frame in manifest.frames:
+            key = pictures.pair_key(frame.i, frame.i in starts)
+            values = cache.get(key)
+            if values is None:
+                values = pictures.measure(frame.i, frame.i in starts, motion)
+                cache.put(key, values)
+            frames.append(FrameQuality(frame.i, manifest.seconds(frame.pts), *values))
+            update(frame.i + 1)
+    cache.save()
+    return QualityReport(manifest.name, pictures.temporal, frames), pictures
+
+
+def write_report(report: QualityReport, paths: QualityPaths) -> None:
+    paths.metrics.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(paths.metrics, json.dumps(report.metrics(), indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(FrameQuality.__dataclass_fields__), lineterminator="\n")
+    writer.writeheader()
+    for row in report.frames:
+        writer.writerow({key: _cell(value) for key, value in asdict(row).items()})
+    atomic_write_text(paths.plot, buffer.getvalue())
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+class _MeasureCache:
+    """Measures by what they were taken from; rewritten each run with the pairs still in use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._old = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            self._old = {}
+        self._new: dict[str, list[float | None]] = {}
+
+    def get(self, key: str) -> tuple[float | None, float | None, float] | None:
+        found = self._old.get(key) or self._new.get(key)
+        if found is None:
+            return None
+        self._new[key] = found
+        return found[0], found[1], found[2]
+
+    def put(self, key: str, values: tuple[float | None, float | None, float]) -> None:
+        self._new[key] = list(values)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self._new, sort_keys=True))
+
+
+class _Pictures:
+    """The three pictures of each frame: the source, the filter's own stylization, the render."""
+
+    def __init__(self, studio: Studio, render: Manifest, source: Manifest, own: StylizedFrames) -> None:
+        self.studio, self.render, self.source, self.own = studio, render, source, own
+        self.temporal = render.lineage.render.get("temporal", "off") if render.lineage else "off"
+        self._own_md5 = [own.own(frame)[1] for frame in source.frames] if own.temporal.on else None
+        self._last: tuple[int, dict[str, np.ndarray]] | None = None
+
+    @classmethod
+    def open(cls, studio: Studio, path: Path) -> _Pictures:
+        from rotoscope.filters.card import load_card
+        from rotoscope.filters.catalogue import filter_entry
+
+        render = manifests.load(path)
+        if render.kind != "stylized" or render.lineage is None:
+            raise RotoscopeError(path, "quality measures a render's manifest, not a source one")
+        source = manifests.load(studio.root / render.lineage.parent)
+        job = studio.render_job(render.name)
+        card = load_card(filter_entry(studio, job.filter).card)
+        model_md5 = card.model["md5"] if card.model else None
+        stale = (
+            model_md5 != render.lineage.filter["model_md5"]
+            or len(source.frames) != len(render.frames)
+            or render.lineage.render.get("temporal", "off") != job.temporal
+        )
+        if stale:
+            raise RotoscopeError(path, "made with other settings than params.yaml has now (run `dvc repro`)")
+        return cls(
+            studio, render, source, StylizedFrames(studio, job, source, model_md5, FrameReuse(studio.root))
+        )
+
+    def own_md5(self, index: int) -> str:
+        return self._own_md5[index] if self._own_md5 else self.render.frames[index].md5
+
+    def pair_key(self, index: int, starts_shot: bool) -> str:
+        indices = [index] if starts_shot else [index - 1, index]
+        what = {
+            "version": MEASURE_VERSION,
+            "frames": [
+                (self.source.frames[i].md5, self.render.frames[i].md5, self.own_md5(i)) for i in indices
+            ],
+        }
+        return md5_bytes(json.dumps(what).encode())
+
+    def measure(
+        self, index: int, starts_shot: bool, motion: MotionEstimator
+    ) -> tuple[float | None, float | None, float]:
+        now = self._load(index)
+        distance = mean_squared_distance(now["render"], now["own"])
+        if starts_shot:
+            return None, None, distance
+        before = self._load(index - 1)
+        moved = motion.motion(before["grey"], now["grey"])
+        return (
+            warping_error(before["render"], now["render"], moved),
+            warping_error(before["own"], now["own"], moved),
+            distance,
+        )
+
+    def _load(self, index: int) -> dict[str, np.ndarray]:
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        render = self.picture(index, "render")
+        own = self.picture(index, "own")
+        source = self.picture(index, "source")
+        if source.shape != render.shape:
+            source = np.asarray(
+                Image.fromarray(source).resize(render.shape[1::-1], Image.Resampling.BILINEAR)
+            )
+        loaded = {"render": render, "own": own, "grey": grey(source)}
+        self._last = (index, loaded)
+        return loaded
+
+    def picture(self, index: int, which: str) -> np.ndarray:
+        """One frame as RGB uint8: the "source", the filter's "own" stylization, or the "render"."""
+        if which == "own" and self._own_md5:
+            path = self.own.own(self.source.frames[index])[0]
+        else:
+            manifest = self.source if which == "source" else self.render
+            path = _present(self.studio, manifest, manifest.frames[index])
+        with Image.open(path) as picture:
+            return np.asarray(picture.convert("RGB"))
+
+
+def _present(studio: Studio, manifest: Manifest, frame: Frame) -> Path:
+    path = manifest.frame_path(studio.root, frame)
+    if not path.is_file():
+        raise RotoscopeError(path, f"frame {frame.i} is missing (run `dvc pull` or `dvc checkout`)")
+    return path
+
+
+# -- the side-by-side preview ----------------------------------------------------------------
+
+
+def write_preview(studio: Studio, pictures: _Pictures, out: Path) -> None:
+    """The frame-by-frame stylization beside the render (for a render without temporal blending,
+    the source beside it), labelled, with the source video's audio."""
+    render = pictures.render
+    temporal = pictures.temporal
+    left, left_label = ("own", "frame by frame") if temporal != "off" else ("source", "source")
+    weight = render.lineage.render.get("temporal_weight") if render.lineage else None
+    right_label = f"{temporal} {weight}" if temporal != "off" else "frame by frame"
+    scale = min(1.0, PREVIEW_PANEL_WIDTH / render.width)
+    panel = (max(2, round(render.width * scale / 2) * 2), max(2, round(render.height * scale / 2) * 2))
+    font = ImageFont.load_default(size=max(12, panel[1] // 18))
+
+    def side_by_side(index: int) -> Image.Image:
+        sheet = Image.new("RGB", (panel[0] * 2, panel[1]))
+        for slot, (which, label) in enumerate(((left, left_label), ("render", right_label))):
+            image = Image.fromarray(pictures.picture(index, which)).resize(panel, Image.Resampling.BILINEAR)
+            sheet.paste(image, (slot * panel[0], 0))
+            ImageDraw.Draw(sheet).text(
+                (slot * panel[0] + 8, 6), label, fill="white", font=font, stroke_width=2, stroke_fill="black"
+            )
+        return sheet
+
+    settings = replace(studio.encode_settings(), segment_seconds=None)
+    audio = studio.root / render.video["path"]
+    with_audio = bool(render.video.get("audio")) and audio.is_file() and settings.audio != "none"
+    with progress_bar(f"preview {render.name}", len(render.frames)) as update:
+        encode_video(
+            out,
+            (side_by_side(frame.i) for frame in render.frames),
+            [frame.pts for frame in render.frames],
+            time_base=render.time_base_fraction,
+            end_pts=render.end_pts,
+            size=(panel[0] * 2, panel[1]),
+            settings=settings,
+            audio_source=audio if with_audio else None,
+            on_frame=update,
+        )
+
+
+def summary_lines(report: QualityReport) -> list[str]:
+    metrics = report.metrics()
+
+    def show(value: object) -> str:
+        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.5f}"
+
+    return [
+        f"{report.render}: temporal {report.temporal}, {metrics['pairs_measured']} frame pairs measured",
+        f"  warping error            {show(metrics['warping_error'])}",
+        f"  frame by frame           {show(metrics['per_frame_warping_error'])}"
+        + (f"  (ratio {metrics['flicker_ratio']:.2f})" if metrics["flicker_ratio"] is not None else ""),
+        f"  distance from per-frame  {show(metrics['distance_from_per_frame'])}",
+    ]
