@@ -73,6 +73,10 @@ def test_demo_makes_a_studio_and_a_render(tmp_path: Path) -> None:
     assert painted.stat().st_size > 10_000 and painted.read_bytes() != render.read_bytes()
     styled = json.loads((root / "manifests/sample/painted.json").read_text())
     assert styled["kind"] == "stylized" and styled["lineage"]["filter"]["name"] == "demo-painting"
+    assert styled["lineage"]["render"]["temporal"] == "flow"
+    flicker = json.loads((root / "quality/sample/painted.json").read_text())
+    assert flicker["warping_error"] < 0.5 * flicker["per_frame_warping_error"]
+    assert (root / "quality/sample/painted-side-by-side.mp4").stat().st_size > 10_000
     assert "Running stage" not in dvc("repro", cwd=root).stdout
     again = rotoscope("demo", "demo", cwd=tmp_path)  # run again in place: nothing to redo
     assert f"stylized render: {painted}" in again.stderr and "Running stage" not in again.stdout

@@ -97,10 +97,16 @@ def test_replacing_one_frame_changes_one_manifest_line(studio: Studio, tmp_path:
     frame_lines = [line for line in changed if '"i": ' in line]
     assert len(frame_lines) == 2, diff  # one frame line out, one in
     assert '"i": 5,' in frame_lines[0] and '"i": 5,' in frame_lines[1]
-    # the only other line that moves is the video's own md5, on the header line
-    assert [line for line in changed if line not in frame_lines] == [
-        line for line in changed if line[1:].startswith('  "video"')
+    # the only other lines that move: the video's own md5, and the scene cuts (an inverted frame
+    # is a flash: its own shot, cut into and out of)
+    others = [line for line in changed if line not in frame_lines]
+    assert sorted(line[1:].split(":")[0] for line in others) == [
+        '  "cuts"',
+        '  "cuts"',
+        '  "video"',
+        '  "video"',
     ]
+    assert '+  "cuts": [5, 6],' in others
 
 
 def test_blob_store_finds_the_dvc_cache_where_dvc_does(studio: Studio, tmp_path: Path) -> None:

@@ -276,7 +276,7 @@ def test_a_killed_stylize_run_resumes(render_studio: Studio, tmp_path: Path) -> 
     assert not (root / "manifests/clip/look.json").exists()  # nothing half-written where it shows
     rotoscope("stylize", "look", cwd=root)
     counts = json.loads((root / ".rotoscope/logs/stylize-look.json").read_text())
-    assert counts == {"frames": frames, "stylized": frames - made, "reused": made}
+    assert counts == {"frames": frames, "stylized": frames - made, "blended": 0, "reused": made}
     rotoscope("verify", "manifests/clip/look.json", cwd=root)
 
 

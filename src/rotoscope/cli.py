@@ -141,26 +141,29 @@ def reassemble(
 
 @app.command()
 def quality(
-    manifest: Annotated[Path, typer.Argument(help="A render's manifest (manifests/<video>/<render>.json).")],
+    manifests: Annotated[
+        list[Path], typer.Argument(help="Render manifests (manifests/<video>/<render>.json).")
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder for the reports (default: quality/<video>).")
     ] = None,
-    preview: Annotated[bool, typer.Option(help="Also write the side-by-side preview clip.")] = True,
+    preview: Annotated[bool, typer.Option(help="Also write the side-by-side preview clips.")] = True,
 ) -> None:
-    """Measure a render's flicker: the warping error per frame and its mean (DVC metrics and plots),
-    against the filter's own frame-by-frame stylization, plus a side-by-side preview clip."""
+    """Measure renders' flicker: the warping error per frame and its mean (DVC metrics and plots),
+    against the filter's own frame-by-frame stylization, plus a side-by-side preview clip.
+    Renders of one video share the work of following its motion."""
     from rotoscope.quality import QualityPaths, measure, summary_lines, write_preview, write_report
 
-    here = _studio(manifest.parent)
-    report, pictures = measure(here, manifest)
-    paths = QualityPaths.for_render(here, pictures.render, out)
-    write_report(report, paths)
-    for line in summary_lines(report):
-        say(line)
-    say(f"wrote {paths.metrics} and {paths.plot}")
-    if preview:
-        write_preview(here, pictures, paths.preview)
-        say(f"wrote {paths.preview}")
+    here = _studio(manifests[0].parent)
+    for report, pictures in measure(here, manifests):
+        paths = QualityPaths.for_render(here, pictures.render, out)
+        write_report(report, paths)
+        for line in summary_lines(report):
+            say(line)
+        say(f"wrote {paths.metrics} and {paths.plot}")
+        if preview:
+            write_preview(here, pictures, paths.preview)
+            say(f"wrote {paths.preview}")
 
 
 @app.command()
@@ -606,7 +609,8 @@ def demo(
         about = Provenance(title="Generated painting", artist="rotoscope demo", categories=["art"])
         if "demo-painting" not in filter_entries(studio):  # the demo may be run again in place
             new_filter(studio, "demo-painting", style, "instant", about)
-    studio.add_render("painted", {"video": name, "filter": "demo-painting", "strength": 0.85})
+    painted = {"video": name, "filter": "demo-painting", "strength": 0.85, "temporal": "flow"}
+    studio.add_render("painted", painted)
     say(f"sample clip {name!r}, instant filter 'demo-painting', render 'painted'; running `dvc repro`")
     run_dvc(studio.root, "repro")
     for made in (studio.render_path(name), studio.render_path(name, "painted")):
@@ -616,6 +620,9 @@ def demo(
     say(f"render: {studio.render_path(name)}")
     say(f"stylized render: {studio.render_path(name, 'painted')}")
     say(f"manifests: {studio.manifest_path(name)}, {studio.manifest_path(name, 'painted')}")
+    quality = studio.root / "quality" / name
+    say(f"flicker (a DVC metric): {quality / 'painted.json'}")
+    say(f"frame by frame beside temporal flow: {quality / 'painted-side-by-side.mp4'}")
 
 
 def run_dvc(root: Path, *args: str) -> None:

@@ -17,7 +17,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +26,12 @@ from PIL import Image, ImageDraw, ImageFont
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
 from rotoscope.manifest import Frame, Manifest
-from rotoscope.media import encode_video
+from rotoscope.media import SegmentCache, encode_segmented, encode_video
 from rotoscope.pipeline import StylizedFrames
 from rotoscope.progress import progress_bar
 from rotoscope.store import FrameReuse, atomic_write_text, md5_bytes
 from rotoscope.studio import Studio
-from rotoscope.temporal import MotionEstimator, grey, mean_squared_distance, warping_error
+from rotoscope.temporal import Motion, MotionEstimator, grey, mean_squared_distance, warping_error
 
 MEASURE_VERSION = 1  # bump when a measure changes (the cached measures are then taken again)
 PREVIEW_PANEL_WIDTH = 640
@@ -92,28 +92,71 @@ class QualityPaths:
         )
 
 
-def measure(studio: Studio, manifest_path: Path) -> tuple[QualityReport, _Pictures]:
-    """Warping errors and distances of a stylized manifest, reusing the measures of frame pairs
-    measured before (kept in ``.rotoscope/quality``)."""
-    pictures = _Pictures.open(studio, manifest_path)
-    manifest = pictures.render
-    cache = _MeasureCache(
-        studio.root / ".rotoscope" / "quality" / f"{manifest.video_name}-{manifest.name}.json"
-    )
-    motion = MotionEstimator("medium", max_side=None)
-    starts = {0, *(pictures.source.cuts or [])}
-    frames: list[FrameQuality] = []
-    with progress_bar(f"quality {manifest.name}", len(manifest.frames)) as update:
-        for frame in manifest.frames:
-            key = pictures.pair_key(frame.i, frame.i in starts)
-            values = cache.get(key)
-            if values is None:
-                values = pictures.measure(frame.i, frame.i in starts, motion)
-                cache.put(key, values)
-            frames.append(FrameQuality(frame.i, manifest.seconds(frame.pts), *values))
-            update(frame.i + 1)
-    cache.save()
-    return QualityReport(manifest.name, pictures.temporal, frames), pictures
+def measure(studio: Studio, manifest_paths: list[Path]) -> list[tuple[QualityReport, _Pictures]]:
+    """Warping errors and distances of stylized manifests, reusing the measures of frame pairs
+    measured before (kept in ``.rotoscope/quality``). Renders of one video are measured frame by
+    frame together, so they share the motion of its source frames, estimated once."""
+    opened = [_Pictures.open(studio, path) for path in manifest_paths]
+    videos: dict[str, list[_Pictures]] = {}
+    for pictures in opened:
+        videos.setdefault(pictures.source_key, []).append(pictures)
+    reports: dict[int, QualityReport] = {}
+    total = sum(len(p.render.frames) for p in opened)
+    with progress_bar("quality", total) as update:
+        done = 0
+        for renders in videos.values():
+            motion = _SourceMotion()
+            measures = [_Measures(studio, pictures) for pictures in renders]
+            for index in range(len(renders[0].source.frames)):
+                for measured in measures:
+                    measured.take(index, motion)
+                    done += 1
+                update(done)
+            for measured in measures:
+                reports[id(measured.pictures)] = measured.report()
+    return [(reports[id(pictures)], pictures) for pictures in opened]
+
+
+class _Measures:
+    """One render's measures, frame by frame, found again in its cache or taken."""
+
+    def __init__(self, studio: Studio, pictures: _Pictures) -> None:
+        self.pictures = pictures
+        video, name = pictures.render.video_name, pictures.render.name
+        self.cache = _MeasureCache(studio.root / ".rotoscope" / "quality" / f"{video}-{name}.json")
+        self.starts = {0, *(pictures.source.cuts or [])}
+        self.frames: list[FrameQuality] = []
+
+    def take(self, index: int, motion: _SourceMotion) -> None:
+        starts_shot = index in self.starts
+        key = self.pictures.pair_key(index, starts_shot)
+        values = self.cache.get(key)
+        if values is None:
+            values = self.pictures.measure(index, starts_shot, motion)
+            self.cache.put(key, values)
+        frame = self.pictures.render.frames[index]
+        self.frames.append(FrameQuality(index, self.pictures.render.seconds(frame.pts), *values))
+
+    def report(self) -> QualityReport:
+        self.cache.save()
+        return QualityReport(self.pictures.render.name, self.pictures.temporal, self.frames)
+
+
+class _SourceMotion:
+    """The motion of one video's source frames into the frame being measured, shared by every
+    render of the video (renders of another size get their own)."""
+
+    def __init__(self) -> None:
+        self._estimator = MotionEstimator("medium", max_side=None)
+        self._kept: dict[tuple[int, tuple[int, ...]], Motion] = {}
+
+    def into(self, index: int, before: np.ndarray, now: np.ndarray) -> Motion:
+        key = (index, now.shape)
+        if key not in self._kept:
+            if any(kept_index != index for kept_index, _ in self._kept):
+                self._kept.clear()
+            self._kept[key] = self._estimator.motion(before, now)
+        return self._kept[key]
 
 
 def write_report(report: QualityReport, paths: QualityPaths) -> None:
@@ -194,6 +237,11 @@ class _Pictures:
     def own_md5(self, index: int) -> str:
         return self._own_md5[index] if self._own_md5 else self.render.frames[index].md5
 
+    def md5(self, index: int, which: str) -> str:
+        if which == "own":
+            return self.own_md5(index)
+        return (self.source if which == "source" else self.render).frames[index].md5
+
     def pair_key(self, index: int, starts_shot: bool) -> str:
         indices = [index] if starts_shot else [index - 1, index]
         what = {
@@ -204,15 +252,19 @@ class _Pictures:
         }
         return md5_bytes(json.dumps(what).encode())
 
+    @property
+    def source_key(self) -> str:
+        return self.render.lineage.parent if self.render.lineage else self.render.name
+
     def measure(
-        self, index: int, starts_shot: bool, motion: MotionEstimator
+        self, index: int, starts_shot: bool, motion: _SourceMotion
     ) -> tuple[float | None, float | None, float]:
         now = self._load(index)
         distance = mean_squared_distance(now["render"], now["own"])
         if starts_shot:
             return None, None, distance
         before = self._load(index - 1)
-        moved = motion.motion(before["grey"], now["grey"])
+        moved = motion.into(index, before["grey"], now["grey"])
         return (
             warping_error(before["render"], now["render"], moved),
             warping_error(before["own"], now["own"], moved),
@@ -276,21 +328,29 @@ def write_preview(studio: Studio, pictures: _Pictures, out: Path) -> None:
             )
         return sheet
 
-    settings = replace(studio.encode_settings(), segment_seconds=None)
+    settings = studio.encode_settings()
     audio = studio.root / render.video["path"]
     with_audio = bool(render.video.get("audio")) and audio.is_file() and settings.audio != "none"
+    common = {
+        "time_base": render.time_base_fraction,
+        "end_pts": render.end_pts,
+        "size": (panel[0] * 2, panel[1]),
+        "settings": settings,
+        "audio_source": audio if with_audio else None,
+    }
+    pts = [frame.pts for frame in render.frames]
     with progress_bar(f"preview {render.name}", len(render.frames)) as update:
-        encode_video(
-            out,
-            (side_by_side(frame.i) for frame in render.frames),
-            [frame.pts for frame in render.frames],
-            time_base=render.time_base_fraction,
-            end_pts=render.end_pts,
-            size=(panel[0] * 2, panel[1]),
-            settings=settings,
-            audio_source=audio if with_audio else None,
-            on_frame=update,
-        )
+        if not settings.segmented:
+            pictures_in_order = (side_by_side(frame.i) for frame in render.frames)
+            encode_video(out, pictures_in_order, pts, on_frame=update, **common)
+            return
+        labels = [left_label, right_label, *panel]
+        identities = [
+            md5_bytes(json.dumps([pictures.md5(i, left), pictures.md5(i, "render"), labels]).encode())
+            for i in range(len(render.frames))
+        ]
+        cache = SegmentCache(studio.segments_dir())
+        encode_segmented(out, identities, side_by_side, pts, cache=cache, on_frame=update, **common)
 
 
 def summary_lines(report: QualityReport) -> list[str]:
