@@ -88,15 +88,16 @@ def test_cuts_are_new_content_not_motion() -> None:
 
 def test_blends_keep_the_filter_where_the_past_is_hidden() -> None:
     rng = np.random.default_rng(0)
-    styled, previous = (rng.uniform(0, 255, (16, 16, 3)).astype(np.float32) for _ in range(2))
+    styled, previous = (rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2))
+    expected = 0.75 * styled + 0.25 * previous
     ema = blend(TemporalSettings("ema", 0.25), styled, previous, None)
-    np.testing.assert_allclose(ema, 0.75 * styled + 0.25 * previous, rtol=1e-5)
+    assert np.abs(ema - expected).max() <= 0.5 + 1e-3  # rounded to the nearest level
     still = np.zeros((16, 16, 2), np.float32)
     hidden = Motion(still, np.zeros((16, 16), np.float32))
     np.testing.assert_array_equal(blend(TemporalSettings("flow", 0.9), styled, previous, hidden), styled)
     seen = Motion(still, np.ones((16, 16), np.float32))
     followed = blend(TemporalSettings("flow", 0.9), styled, previous, seen)
-    np.testing.assert_allclose(followed, 0.1 * styled + 0.9 * previous, rtol=1e-4)
+    assert np.abs(followed - (0.1 * styled + 0.9 * previous)).max() <= 0.5 + 1e-3
 
 
 def test_warping_error_is_zero_for_what_moves_with_the_scene() -> None:

@@ -45,7 +45,7 @@ from rotoscope.store import (
     temp_beside,
 )
 from rotoscope.studio import RenderJob, SplitSettings, Studio
-from rotoscope.temporal import CutDetector, Motion, MotionEstimator, blend, thumbnail, to_pixels
+from rotoscope.temporal import CutDetector, Motion, MotionEstimator, blend, thumbnail
 
 _WORKERS = max(2, os.cpu_count() or 2)
 
@@ -293,8 +293,7 @@ class StylizedFrames:
         self.made = 0  # output frames not found: painted, blended, or both
         self.size: tuple[int, int] | None = None
         self._filter: Stylizer | None = None
-        self._motion = MotionEstimator() if self.temporal.method == "flow" else None
-        self._grey: tuple[int, np.ndarray] | None = None  # the last source frame's greyscale
+        self._motion: _MotionAhead | None = None
 
     def own_key(self, source: Frame) -> str:
         return FrameReuse.key(source.md5, self.model_md5, self.look)
@@ -305,15 +304,24 @@ class StylizedFrames:
         own = [self.own_key(source) for source in self.parent.frames]
         if not self.temporal.on:
             return own
-        starts = {0, *(self.parent.cuts or [])}
+        starts = self.shot_starts()
         keys: list[str] = []
         for index, key in enumerate(own):
             chained = {"own": key, "after": keys[-1] if keys else None, **self.temporal.key()}
             keys.append(key if index in starts else md5_bytes(json.dumps(chained, sort_keys=True).encode()))
         return keys
 
+    def shot_starts(self) -> set[int]:
+        return {0, *(self.parent.cuts or [])}
+
     def stage_all(self, staged: Path, update: Callable[..., None]) -> list[Frame]:
         """Every output frame copied into ``staged`` (in order: each may need the one before)."""
+        if self.temporal.method != "flow":
+            return self._stage_in_order(staged, update)
+        with _MotionAhead(self.parent, self.shot_starts(), self._source_file) as self._motion:
+            return self._stage_in_order(staged, update)
+
+    def _stage_in_order(self, staged: Path, update: Callable[..., None]) -> list[Frame]:
         frames = []
         for source, key in zip(self.parent.frames, self.output_keys(), strict=True):
             blob, md5, size = self.reuse.find(key) or self._output(source, key, staged)
@@ -342,26 +350,10 @@ class StylizedFrames:
             return own
         previous = _rgb(staged / self._name(self.parent.frames[source.i - 1]))
         styled = _rgb(own[0])
-        motion = self._motion_to(source, styled.shape[:2]) if self._motion else None
-        mixed = Image.fromarray(to_pixels(blend(self.temporal, styled, previous, motion)))
+        motion = self._motion.into(source.i, styled.shape[:2]) if self._motion else None
+        mixed = Image.fromarray(blend(self.temporal, styled, previous, motion))
         self.blended += 1
         return self._keep(key, mixed)
-
-    def _motion_to(self, source: Frame, shape: tuple[int, ...]) -> Motion:
-        assert self._motion is not None
-        previous = self._source_grey(self.parent.frames[source.i - 1], shape)
-        return self._motion.motion(previous, self._source_grey(source, shape))
-
-    def _source_grey(self, source: Frame, shape: tuple[int, ...]) -> np.ndarray:
-        if self._grey is not None and self._grey[0] == source.i:
-            return self._grey[1]
-        with Image.open(self._source_file(source)) as picture:
-            picture.draft("L", picture.size)  # a JPEG decodes its luma alone
-            small = picture.convert("L")
-            if small.size != (shape[1], shape[0]):
-                small = small.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
-            self._grey = (source.i, np.asarray(small))
-        return self._grey[1]
 
     def _paint(self, source: Frame, key: str) -> tuple[Path, str, int]:
         from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer
@@ -387,6 +379,46 @@ class StylizedFrames:
                 f"source frame {source.i} is {check.state} (run `dvc pull` or `dvc checkout`)",
             )
         return check.where
+
+
+class _MotionAhead:
+    """The source frames' motion into each frame being blended, estimated one frame ahead on a
+    worker thread: it depends on the source alone, so it overlaps blending the frame before."""
+
+    def __init__(self, parent: Manifest, starts: set[int], source_file: Callable[[Frame], Path]) -> None:
+        self._frames, self._starts, self._source_file = parent.frames, starts, source_file
+        self._estimator = MotionEstimator()
+        self._pool = ThreadPoolExecutor(1)
+        self._pending: dict[int, Future[Motion]] = {}
+        self._grey: tuple[int, np.ndarray] | None = None  # the last source frame's, worker only
+
+    def __enter__(self) -> _MotionAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+    def into(self, index: int, shape: tuple[int, ...]) -> Motion:
+        """The motion from source frame ``index - 1`` to ``index``, at ``shape`` (height, width)."""
+        future = self._pending.pop(index, None) or self._pool.submit(self._estimate, index, shape)
+        following = index + 1
+        if following < len(self._frames) and following not in self._starts:
+            self._pending[following] = self._pool.submit(self._estimate, following, shape)
+        return future.result()
+
+    def _estimate(self, index: int, shape: tuple[int, ...]) -> Motion:
+        return self._estimator.motion(self._source_grey(index - 1, shape), self._source_grey(index, shape))
+
+    def _source_grey(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        if self._grey is not None and self._grey[0] == index:
+            return self._grey[1]
+        with Image.open(self._source_file(self._frames[index])) as picture:
+            picture.draft("L", picture.size)  # a JPEG decodes its luma alone
+            small = picture.convert("L")
+            if small.size != (shape[1], shape[0]):
+                small = small.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+            self._grey = (index, np.asarray(small))
+        return self._grey[1]
 
 
 def _rgb(path: Path) -> np.ndarray:

@@ -15,7 +15,6 @@ The same flow and occlusion check measure flicker: the warping error of Lai et a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -30,6 +29,7 @@ THUMB_WIDTH = 160  # scene cuts are judged on thumbnails: cheap, and blind to no
 _CUT_MATCHED = 0.2  # a cut when fewer pixels than this follow the motion from the previous frame
 _CUT_GREY_TOLERANCE = 25  # levels of 255 a followed pixel may change by and still match
 _FLOW_SIDE = 1280  # flow is estimated at most this large and scaled up: finer adds time, not coherence
+_RELATIVE_LINEAR = cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP  # maps are offsets, not positions
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,8 @@ class Motion:
     visible: np.ndarray  # HxW float32: 1 where the pixel was visible in the previous frame, else 0
 
     def warp(self, previous: np.ndarray) -> np.ndarray:
-        """The previous frame's picture moved to where its pixels are now."""
-        map_x, map_y = _sample_maps(self.backward)
-        return cv2.remap(previous, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        """The previous frame's picture moved to where its pixels are now (same dtype)."""
+        return cv2.remap(previous, self.backward, None, _RELATIVE_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     @property
     def visible_share(self) -> float:
@@ -108,35 +107,26 @@ class MotionEstimator:
 
 def _visible(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """Ruder et al.'s two checks: going back then forth must return near the start, and a pixel
-    on a motion boundary (a steep change of flow) is treated as hidden."""
-    map_x, map_y = _sample_maps(backward)
+    on a motion boundary (a steep change of flow) is treated as hidden. A pixel that came from
+    outside the frame meets the border value, far from any round trip."""
     there = cv2.remap(
-        forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1e4
+        forward, backward, None, _RELATIVE_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(1e4,) * 4
     )
-    round_trip = np.square(backward + there).sum(axis=2)
-    lengths = np.square(backward).sum(axis=2) + np.square(there).sum(axis=2)
-    consistent = round_trip <= 0.01 * lengths + 0.5
-    steepness = sum(
-        np.square(cv2.Sobel(backward[..., axis], cv2.CV_32F, dx, dy, ksize=1))
-        for axis in (0, 1)
-        for dx, dy in ((1, 0), (0, 1))
+    back_x, back_y = cv2.split(backward)
+    there_x, there_y = cv2.split(there)
+    trip_x, trip_y = back_x + there_x, back_y + there_y
+    back_length = back_x * back_x + back_y * back_y
+    consistent = (
+        trip_x * trip_x + trip_y * trip_y
+        <= 0.01 * (back_length + there_x * there_x + there_y * there_y) + 0.5
     )
-    smooth = steepness <= 0.01 * np.square(backward).sum(axis=2) + 0.002
-    height, width = backward.shape[:2]
-    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    return (consistent & smooth & inside).astype(np.float32)
-
-
-def _sample_maps(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    grid_x, grid_y = _grid(flow.shape[0], flow.shape[1])
-    return grid_x + flow[..., 0], grid_y + flow[..., 1]
-
-
-@lru_cache(maxsize=4)
-def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    xs = np.arange(width, dtype=np.float32)
-    ys = np.arange(height, dtype=np.float32)
-    return np.broadcast_to(xs, (height, width)), np.broadcast_to(ys[:, None], (height, width))
+    steepness = np.zeros_like(back_x)
+    for component in (back_x, back_y):
+        for dx, dy in ((1, 0), (0, 1)):
+            slope = cv2.Sobel(component, cv2.CV_32F, dx, dy, ksize=1)
+            steepness += slope * slope
+    smooth = steepness <= 0.01 * back_length + 0.002
+    return (consistent & smooth).astype(np.float32)
 
 
 # -- scene cuts ------------------------------------------------------------------------------
@@ -186,23 +176,17 @@ def find_cuts(thumbnails: list[np.ndarray]) -> list[int]:
 def blend(
     settings: TemporalSettings, styled: np.ndarray, previous_output: np.ndarray, motion: Motion | None
 ) -> np.ndarray:
-    """One output frame (float32 RGB 0-255) from this frame's own stylization and the last output.
+    """One output frame (RGB uint8) from this frame's own stylization and the last output.
 
     ``ema`` mixes the two as they stand; ``flow`` first moves the last output along ``motion`` and
     keeps the stylization alone wherever the pixel was hidden before.
     """
-    styled = styled.astype(np.float32, copy=False)
-    previous = previous_output.astype(np.float32, copy=False)
     if settings.method == "ema":
-        return styled + settings.weight * (previous - styled)
+        return cv2.addWeighted(styled, 1 - settings.weight, previous_output, settings.weight, 0.0)
     if settings.method != "flow" or motion is None:
         raise ValueError(f"cannot blend with temporal {settings.method!r} (flow needs motion)")
-    share = (settings.weight * motion.visible)[..., None]
-    return styled + share * (motion.warp(previous) - styled)
-
-
-def to_pixels(picture: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(picture), 0, 255).astype(np.uint8)
+    carried = motion.visible * np.float32(settings.weight)
+    return cv2.blendLinear(styled, motion.warp(previous_output), 1 - carried, carried)
 
 
 def grey(picture: np.ndarray) -> np.ndarray:
@@ -221,7 +205,7 @@ def warping_error(previous_output: np.ndarray, output: np.ndarray, motion: Motio
     count = float(visible.sum())
     if count == 0:
         return None
-    warped = motion.warp(previous_output).astype(np.float32)
+    warped = motion.warp(previous_output.astype(np.float32))
     difference = (output.astype(np.float32) - warped) / 255.0
     return float((np.square(difference).sum(axis=2) * visible).sum() / count)
 
