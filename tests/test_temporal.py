@@ -195,6 +195,19 @@ def test_one_changed_frame_reblends_only_to_the_next_cut(shots_studio: Studio, t
     after = md5s(shots_studio, "flow")
     changed = [i for i in range(2 * SHOT) if before[i] != after[i]]
     assert changed == list(range(3, SHOT))
+    measured = rotoscope("quality", "manifests/clip/flow.json", "--no-preview", cwd=shots_studio.root)
+    assert "(16 frames measured now" in measured.stderr
+    rotoscope(
+        "add",
+        str(write_shots(tmp_path / "again.mp4", changed=(3, 12))),
+        "--name",
+        "clip",
+        cwd=shots_studio.root,
+    )
+    split(shots_studio, "clip")
+    stylize(shots_studio, "flow")
+    again = rotoscope("quality", "manifests/clip/flow.json", "--no-preview", cwd=shots_studio.root)
+    assert "(4 frames measured now" in again.stderr  # 12..15: each pair holding a changed frame
 
 
 def test_a_resumed_run_blends_the_same_bytes(shots_studio: Studio) -> None:

@@ -51,6 +51,7 @@ class QualityReport:
     render: str
     temporal: str
     frames: list[FrameQuality]
+    measured_now: int = 0  # frames measured in this run; the rest were found from earlier runs
 
     def metrics(self) -> dict[str, object]:
         measured = [f for f in self.frames if f.warping_error is not None]
@@ -126,6 +127,7 @@ class _Measures:
         self.cache = _MeasureCache(studio.root / ".rotoscope" / "quality" / f"{video}-{name}.json")
         self.starts = {0, *(pictures.source.cuts or [])}
         self.frames: list[FrameQuality] = []
+        self.measured_now = 0
 
     def take(self, index: int, motion: _SourceMotion) -> None:
         starts_shot = index in self.starts
@@ -134,12 +136,14 @@ class _Measures:
         if values is None:
             values = self.pictures.measure(index, starts_shot, motion)
             self.cache.put(key, values)
+            self.measured_now += 1
         frame = self.pictures.render.frames[index]
         self.frames.append(FrameQuality(index, self.pictures.render.seconds(frame.pts), *values))
 
     def report(self) -> QualityReport:
         self.cache.save()
-        return QualityReport(self.pictures.render.name, self.pictures.temporal, self.frames)
+        pictures = self.pictures
+        return QualityReport(pictures.render.name, pictures.temporal, self.frames, self.measured_now)
 
 
 class _SourceMotion:
@@ -360,7 +364,8 @@ def summary_lines(report: QualityReport) -> list[str]:
         return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.5f}"
 
     return [
-        f"{report.render}: temporal {report.temporal}, {metrics['pairs_measured']} frame pairs measured",
+        f"{report.render}: temporal {report.temporal}, {metrics['pairs_measured']} frame pairs "
+        f"({report.measured_now} frames measured now, the rest found from earlier runs)",
         f"  warping error            {show(metrics['warping_error'])}",
         f"  frame by frame           {show(metrics['per_frame_warping_error'])}"
         + (f"  (ratio {metrics['flicker_ratio']:.2f})" if metrics["flicker_ratio"] is not None else ""),
