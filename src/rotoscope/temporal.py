@@ -23,7 +23,7 @@ from rotoscope.errors import RotoscopeError
 
 METHODS = ("off", "ema", "flow")
 DEFAULT_WEIGHT = 0.7
-TEMPORAL_VERSION = 1  # bump when a change here changes what a blended frame looks like (reuse keys)
+TEMPORAL_VERSION = 2  # bump when a change here changes what a blended frame looks like (reuse keys)
 
 THUMB_WIDTH = 160  # scene cuts are judged on thumbnails: cheap, and blind to noise and grain
 _CUT_MATCHED = 0.2  # a cut when fewer pixels than this follow the motion from the previous frame
