@@ -277,3 +277,27 @@ def test_metrics_and_plots_diff_across_branches(shots_studio: Studio, tmp_path: 
         stream = clip.streams.video[0]
         assert (stream.width, stream.height) == (2 * SIZE[0], SIZE[1])
         assert sum(1 for _ in clip.decode(video=0)) == 2 * SHOT
+
+
+def test_a_stopped_quality_run_resumes(shots_studio: Studio, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotoscope import quality
+
+    stylize(shots_studio, "flow")
+    manifest = shots_studio.manifest_path("clip", "flow")
+    monkeypatch.setattr(quality._MeasureCache, "SAVE_EVERY", 5)
+    measure = quality._Pictures.measure
+    taken = []
+
+    def stopping(self, index, starts_shot, motion):  # the run dies while measuring frame 12
+        if index == 12:
+            raise KeyboardInterrupt
+        taken.append(index)
+        return measure(self, index, starts_shot, motion)
+
+    monkeypatch.setattr(quality._Pictures, "measure", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        quality.measure(shots_studio, [manifest])
+    assert taken == list(range(12))
+    monkeypatch.setattr(quality._Pictures, "measure", measure)
+    [(report, _)] = quality.measure(shots_studio, [manifest])
+    assert report.measured_now == 2 * SHOT - 10  # frames 0-9 were saved (twice five); 10 on again

@@ -181,7 +181,10 @@ def _cell(value: object) -> object:
 
 
 class _MeasureCache:
-    """Measures by what they were taken from; rewritten each run with the pairs still in use."""
+    """Measures by what they were taken from; rewritten each run with the pairs still in use, and
+    every few hundred new measures on the way, so a killed run resumes."""
+
+    SAVE_EVERY = 200
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -190,6 +193,7 @@ class _MeasureCache:
         except (FileNotFoundError, ValueError):
             self._old = {}
         self._new: dict[str, list[float | None]] = {}
+        self._unsaved = 0
 
     def get(self, key: str) -> tuple[float | None, float | None, float] | None:
         found = self._old.get(key) or self._new.get(key)
@@ -200,10 +204,17 @@ class _MeasureCache:
 
     def put(self, key: str, values: tuple[float | None, float | None, float]) -> None:
         self._new[key] = list(values)
+        self._unsaved += 1
+        if self._unsaved >= self.SAVE_EVERY:
+            self._write({**self._old, **self._new})
 
     def save(self) -> None:
+        self._write(self._new)
+
+    def _write(self, measures: dict[str, list[float | None]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps(self._new, sort_keys=True))
+        atomic_write_text(self.path, json.dumps(measures, sort_keys=True))
+        self._unsaved = 0
 
 
 class _Pictures:
