@@ -68,6 +68,9 @@ def test_duration_and_frame_paths() -> None:
         (lambda d: d.update(kind="poster"), "at kind"),
         (lambda d: d["extract"].update(format="gif"), "extract/format"),
         (lambda d: d.update(extra=1), "Additional properties"),
+        (lambda d: d.update(cuts=[3, 2]), "cuts must be increasing frame indices below 4, not [3, 2]"),
+        (lambda d: d.update(cuts=[4]), "cuts must be increasing frame indices below 4"),
+        (lambda d: d.update(cuts=[0]), "at cuts/0"),
     ],
 )
 def test_invalid_documents_are_refused_with_the_place(tmp_path: Path, edit, message: str) -> None:
