@@ -423,7 +423,7 @@ class _MotionAhead:
 
 def _rgb(path: Path) -> np.ndarray:
     with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"))
+        return np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
 
 
 # -- reassemble ------------------------------------------------------------------------------

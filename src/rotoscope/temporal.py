@@ -99,8 +99,10 @@ class MotionEstimator:
         backward = self._dis.calc(current, previous, None)
         forward = self._dis.calc(previous, current, None)
         visible = _visible(backward, forward)
-        if scale != 1.0:
-            backward = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) / scale
+        if scale != 1.0:  # lengths scaled before the flow is enlarged: a quarter of the pixels
+            backward = cv2.resize(
+                backward / np.float32(scale), (width, height), interpolation=cv2.INTER_LINEAR
+            )
             visible = cv2.resize(visible, (width, height), interpolation=cv2.INTER_NEAREST)
         return Motion(backward, visible)
 
