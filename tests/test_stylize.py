@@ -307,3 +307,17 @@ def test_diff_lists_a_render_added_on_a_branch(render_studio: Studio, tmp_path: 
     page = tmp_path / "page.html"
     rotoscope("diff", "HEAD~1", "HEAD", "--html", str(page), cwd=root)
     assert "manifests/clip/look.json</code>: added (10 frames)" in page.read_text()
+
+
+def test_stylize_clears_what_killed_runs_left_half_written(render_studio: Studio) -> None:
+    blobs = render_studio.root / ".rotoscope/stylized/blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    old, fresh = blobs / ".made-1.x.partial.jpg", blobs / ".made-2.y.partial.jpg"
+    for leftover in (old, fresh):
+        leftover.write_bytes(b"half a frame")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    dvc("repro", "split@clip", "train@swirls", cwd=render_studio.root)
+    rotoscope("stylize", "look", cwd=render_studio.root)
+    assert not old.exists()
+    assert fresh.exists()  # it may belong to a run going on beside this one

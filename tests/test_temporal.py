@@ -301,3 +301,28 @@ def test_a_stopped_quality_run_resumes(shots_studio: Studio, monkeypatch: pytest
     monkeypatch.setattr(quality._Pictures, "measure", measure)
     [(report, _)] = quality.measure(shots_studio, [manifest])
     assert report.measured_now == 2 * SHOT - 10  # frames 0-9 were saved (twice five); 10 on again
+
+
+@pytest.mark.parametrize("size", [(160, 16), (120, 8), (16, 200)])
+def test_thin_frames_get_a_finite_flow(size: tuple[int, int]) -> None:
+    """OpenCV's DIS crashes on frames under 32 px high and returns NaN under 12; they are enlarged."""
+    width, height = size
+    scene = landscape(width + 16, height + 16)
+    before, after = (grey(np.ascontiguousarray(scene[8 : 8 + height, x : x + width])) for x in (0, 2))
+    for preset in ("ultrafast", "fast", "medium"):
+        motion = MotionEstimator(preset).motion(before, after)
+        assert motion.backward.shape == (height, width, 2)
+        assert np.isfinite(motion.backward).all()
+
+
+def test_quality_refuses_a_render_whose_params_moved_on(shots_studio: Studio) -> None:
+    stylize(shots_studio, "flow")
+    set_param(shots_studio.root, "renders", "flow.strength", 0.5)
+    refused = rotoscope(
+        "quality", "manifests/clip/flow.json", "--no-preview", cwd=shots_studio.root, check=False
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "rotoscope: error: manifests/clip/flow.json: made with other settings than params.yaml has now "
+        "(run `dvc repro`)"
+    )

@@ -29,8 +29,8 @@ from rotoscope.manifest import Frame, Manifest
 from rotoscope.media import SegmentCache, encode_segmented, encode_video
 from rotoscope.pipeline import StylizedFrames
 from rotoscope.progress import progress_bar
-from rotoscope.store import FrameReuse, atomic_write_text, md5_bytes
-from rotoscope.studio import Studio
+from rotoscope.store import FrameReuse, atomic_write_text, md5_bytes, md5_file
+from rotoscope.studio import RenderJob, Studio
 from rotoscope.temporal import Motion, MotionEstimator, grey, mean_squared_distance, warping_error
 
 MEASURE_VERSION = 1  # bump when a measure changes (the cached measures are then taken again)
@@ -124,7 +124,7 @@ class _Measures:
     def __init__(self, studio: Studio, pictures: _Pictures) -> None:
         self.pictures = pictures
         video, name = pictures.render.video_name, pictures.render.name
-        self.cache = _MeasureCache(studio.root / ".rotoscope" / "quality" / f"{video}-{name}.json")
+        self.cache = _MeasureCache(studio.root / ".rotoscope" / "quality" / video / f"{name}.json")
         self.starts = {0, *(pictures.source.cuts or [])}
         self.frames: list[FrameQuality] = []
         self.measured_now = 0
@@ -224,7 +224,7 @@ class _Pictures:
         self.studio, self.render, self.source, self.own = studio, render, source, own
         self.temporal = render.lineage.render.get("temporal", "off") if render.lineage else "off"
         self._own_md5 = [own.own(frame)[1] for frame in source.frames] if own.temporal.on else None
-        self._last: tuple[int, dict[str, np.ndarray]] | None = None
+        self._recent: dict[int, dict[str, np.ndarray]] = {}
 
     @classmethod
     def open(cls, studio: Studio, path: Path) -> _Pictures:
@@ -238,12 +238,9 @@ class _Pictures:
         job = studio.render_job(render.name)
         card = load_card(filter_entry(studio, job.filter).card)
         model_md5 = card.model["md5"] if card.model else None
-        stale = (
-            model_md5 != render.lineage.filter["model_md5"]
-            or len(source.frames) != len(render.frames)
-            or render.lineage.render.get("temporal", "off") != job.temporal
-        )
-        if stale:
+        if model_md5 != render.lineage.filter["model_md5"] or _stale(
+            job, render, studio.root / render.lineage.parent
+        ):
             raise RotoscopeError(path, "made with other settings than params.yaml has now (run `dvc repro`)")
         return cls(
             studio, render, source, StylizedFrames(studio, job, source, model_md5, FrameReuse(studio.root))
@@ -287,8 +284,8 @@ class _Pictures:
         )
 
     def _load(self, index: int) -> dict[str, np.ndarray]:
-        if self._last is not None and self._last[0] == index:
-            return self._last[1]
+        if index in self._recent:
+            return self._recent[index]
         render = self.picture(index, "render")
         own = self.picture(index, "own")
         source = self.picture(index, "source")
@@ -297,7 +294,9 @@ class _Pictures:
                 Image.fromarray(source).resize(render.shape[1::-1], Image.Resampling.BILINEAR)
             )
         loaded = {"render": render, "own": own, "grey": grey(source)}
-        self._last = (index, loaded)
+        # each frame is measured against the one before, and serves as that for the one after
+        self._recent = {key: value for key, value in self._recent.items() if abs(key - index) == 1}
+        self._recent[index] = loaded
         return loaded
 
     def picture(self, index: int, which: str) -> np.ndarray:
@@ -309,6 +308,21 @@ class _Pictures:
             path = _present(self.studio, manifest, manifest.frames[index])
         with Image.open(path) as picture:
             return np.asarray(picture.convert("RGB"))
+
+
+def _stale(job: RenderJob, render: Manifest, source_path: Path) -> bool:
+    """Whether params.yaml or the source changed since the render was made: the filter's own
+    frames would then be another look's, and the measures wrong."""
+    assert render.lineage is not None
+    made_with = render.lineage.render
+    now = job.look()
+    return (
+        md5_file(source_path) != render.lineage.parent_md5
+        or any(made_with.get(key) != now[key] for key in ("strength", "preserve_color", "max_side"))
+        or (render.extract.get("format"), render.extract.get("quality")) != (now["format"], now["quality"])
+        or made_with.get("temporal", "off") != job.temporal
+        or made_with.get("temporal_weight", job.temporal_weight) != job.temporal_weight
+    )
 
 
 def _present(studio: Studio, manifest: Manifest, frame: Frame) -> Path:

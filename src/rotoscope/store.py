@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -285,8 +286,14 @@ class FrameReuse:
         return blob, md5, size
 
     def tidy(self) -> None:
-        """Drop blob copies that the DVC cache now holds."""
-        if self.blob_dir.is_dir():
-            for blob in self.blob_dir.iterdir():
-                if self.blobs.cache_path(blob.name).is_file():
+        """Drop blob copies that the DVC cache now holds, and what killed runs left half-written
+        (an hour on: a run beside this one may still be writing)."""
+        if not self.blob_dir.is_dir():
+            return
+        stale_before = time.time() - 3600
+        for blob in self.blob_dir.iterdir():
+            if blob.name.startswith("."):
+                if ".partial" in blob.name and blob.stat().st_mtime < stale_before:
                     blob.unlink(missing_ok=True)
+            elif self.blobs.cache_path(blob.name).is_file():
+                blob.unlink(missing_ok=True)

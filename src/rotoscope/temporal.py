@@ -29,6 +29,7 @@ THUMB_WIDTH = 160  # scene cuts are judged on thumbnails: cheap, and blind to no
 _CUT_MATCHED = 0.2  # a cut when fewer pixels than this follow the motion from the previous frame
 _CUT_GREY_TOLERANCE = 25  # levels of 255 a followed pixel may change by and still match
 _FLOW_SIDE = 1280  # flow is estimated at most this large and scaled up: finer adds time, not coherence
+_FLOW_MIN_SIDE = 32  # OpenCV 5's DIS segfaults on frames under 32 px high and ~80 px wide
 _RELATIVE_LINEAR = cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP  # maps are offsets, not positions
 
 
@@ -93,13 +94,17 @@ class MotionEstimator:
         scale = 1.0
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
+        if min(height, width) * scale < _FLOW_MIN_SIDE:  # DIS crashes or returns NaN below this
+            scale = _FLOW_MIN_SIDE / min(height, width)
+        if scale != 1.0:
             size = (round(width * scale), round(height * scale))
-            previous = cv2.resize(previous, size, interpolation=cv2.INTER_AREA)
-            current = cv2.resize(current, size, interpolation=cv2.INTER_AREA)
+            shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            previous = cv2.resize(previous, size, interpolation=shrink)
+            current = cv2.resize(current, size, interpolation=shrink)
         backward = self._dis.calc(current, previous, None)
         forward = self._dis.calc(previous, current, None)
         visible = _visible(backward, forward)
-        if scale != 1.0:  # lengths scaled before the flow is enlarged: a quarter of the pixels
+        if scale != 1.0:  # back to the frame's size, lengths in its pixels
             backward = cv2.resize(
                 backward / np.float32(scale), (width, height), interpolation=cv2.INTER_LINEAR
             )
