@@ -97,13 +97,18 @@ def write_source(path: Path, changed: tuple[int, ...] = (), frames: int = FRAMES
     pictures = list(panning_pictures(SIZE, frames))
     for index in changed:
         pictures[index] = Image.fromarray(255 - np.asarray(pictures[index]))
+    return write_lossless(path, pictures)
+
+
+def write_lossless(path: Path, pictures: list[Image.Image]) -> Path:
+    """Pictures as a silent lossless clip at 25 fps, so each decodes back to its exact pixels."""
     write_clip(
         path,
         pictures,
-        [k * 512 for k in range(frames)],
+        [k * 512 for k in range(len(pictures))],
         time_base=Fraction(1, 12800),
-        end_pts=frames * 512,
-        size=SIZE,
+        end_pts=len(pictures) * 512,
+        size=pictures[0].size,
         audio=False,
         settings=LOSSLESS,
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-from conftest import dvc, git, rotoscope
+from conftest import dvc, git, rotoscope, write_lossless
 from PIL import ImageOps
 
-from rotoscope.media.synth import LOSSLESS, constant_rate_clip, panning_pictures, write_clip
+from rotoscope.media.synth import constant_rate_clip, panning_pictures
 from rotoscope.store import md5_file
 from rotoscope.studio import Studio
 
@@ -69,18 +68,7 @@ def _lossless_clip(path: Path, touched_frame: int | None = None) -> Path:
     pictures = list(panning_pictures((96, 54), 12, step=4))
     if touched_frame is not None:
         pictures[touched_frame] = ImageOps.invert(pictures[touched_frame])
-    pts = [k * 512 for k in range(12)]
-    write_clip(
-        path,
-        pictures,
-        pts,
-        time_base=Fraction(1, 12800),
-        end_pts=12 * 512,
-        size=(96, 54),
-        audio=False,
-        settings=LOSSLESS,
-    )
-    return path
+    return write_lossless(path, pictures)
 
 
 def test_replacing_one_frame_changes_one_manifest_line(studio: Studio, tmp_path: Path) -> None:

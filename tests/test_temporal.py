@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import csv
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import dvc, git, rotoscope, set_param
+from conftest import dvc, git, rotoscope, set_param, write_lossless
 from PIL import Image
 
-from rotoscope.media.synth import LOSSLESS, landscape, painting, write_clip
+from rotoscope.media.synth import landscape, painting
 from rotoscope.pipeline import split, stylize
 from rotoscope.studio import Studio
 from rotoscope.temporal import (
+    CutDetector,
     Motion,
     MotionEstimator,
     TemporalSettings,
     blend,
-    find_cuts,
     grey,
     thumbnail,
     warping_error,
@@ -49,18 +48,7 @@ def write_shots(path: Path, seeds: tuple[int, ...] = (7, 11), changed: tuple[int
     for index in changed:  # a retouched frame: a patch painted over
         pictures[index] = pictures[index].copy()
         pictures[index][40:80, 60:110] = (250, 240, 40)
-    count = len(pictures)
-    write_clip(
-        path,
-        [Image.fromarray(p) for p in pictures],
-        [k * 512 for k in range(count)],
-        time_base=Fraction(1, 12800),
-        end_pts=count * 512,
-        size=SIZE,
-        audio=False,
-        settings=LOSSLESS,
-    )
-    return path
+    return write_lossless(path, [Image.fromarray(p) for p in pictures])
 
 
 # -- the parts on their own --------------------------------------------------------------------
@@ -79,11 +67,16 @@ def test_flow_follows_a_known_pan() -> None:
     assert np.abs(moved - after)[seen].mean() < 3  # levels of 255
 
 
+def cuts(thumbnails: list[np.ndarray]) -> list[int]:
+    detector = CutDetector()
+    return [i for i, thumb in enumerate(thumbnails) if detector.starts_shot(thumb)]
+
+
 def test_cuts_are_new_content_not_motion() -> None:
     one_shot = [thumbnail(grey(frame)) for frame in pan(12, step=9)]
-    assert find_cuts(one_shot) == []
+    assert cuts(one_shot) == []
     two_shots = [thumbnail(grey(frame)) for flip in (False, True) for frame in pan(6, upside_down=flip)]
-    assert find_cuts(two_shots) == [6]
+    assert cuts(two_shots) == [6]
 
 
 def test_blends_keep_the_filter_where_the_past_is_hidden() -> None:

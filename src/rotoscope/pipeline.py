@@ -345,8 +345,9 @@ class StylizedFrames:
 
     def _output(self, source: Frame, key: str, staged: Path) -> tuple[Path, str, int]:
         self.made += 1
-        own = self.own(source)
-        if key == self.own_key(source):
+        own_key = self.own_key(source)
+        own = self.reuse.find(own_key) or self._paint(source, own_key)
+        if key == own_key:
             return own
         previous = _rgb(staged / self._name(self.parent.frames[source.i - 1]))
         styled = _rgb(own[0])
@@ -445,30 +446,50 @@ def reassemble(manifest_path: Path, out: Path, settings: EncodeSettings | None =
             "source video missing; its audio cannot be copied "
             "(run `dvc pull`, or set reassemble.audio: none)",
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
     frames = manifest.frames
+    with progress_bar(f"reassemble {manifest.name}", len(frames)) as update:
+        return encode_at_timestamps(
+            studio,
+            manifest,
+            out,
+            settings,
+            (manifest.width, manifest.height),
+            [frame.md5 for frame in frames],
+            lambda i: _picture(studio, manifest, frames[i]),
+            update,
+        )
+
+
+def encode_at_timestamps(
+    studio: Studio,
+    manifest: Manifest,
+    out: Path,
+    settings: EncodeSettings,
+    size: tuple[int, int],
+    identities: list[str],
+    picture_at: Callable[[int], Image.Image],
+    update: Callable[[int], None],
+) -> ReassembleResult:
+    """Pictures shown at a manifest's timestamps, with its source video's audio when present.
+
+    In segments when the codec allows: ``identities[i]`` names picture ``i``, and segments whose
+    pictures all kept their names come from the segment cache by stream copy.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    audio_source = studio.root / manifest.video["path"]
+    pts = [frame.pts for frame in manifest.frames]
     common = {
         "time_base": manifest.time_base_fraction,
         "end_pts": manifest.end_pts,
-        "size": (manifest.width, manifest.height),
+        "size": size,
         "settings": settings,
         "audio_source": audio_source if audio_source.is_file() else None,
     }
-    with progress_bar(f"reassemble {manifest.name}", len(frames)) as update:
-        if not settings.segmented:
-            pictures = (_picture(studio, manifest, frame) for frame in frames)
-            encode_video(out, pictures, [f.pts for f in frames], on_frame=update, **common)
-            return ReassembleResult(out, len(frames), 1, 1)
-        cache = SegmentCache(studio.segments_dir())
-        done = encode_segmented(
-            out,
-            [frame.md5 for frame in frames],
-            lambda i: _picture(studio, manifest, frames[i]),
-            [frame.pts for frame in frames],
-            cache=cache,
-            on_frame=update,
-            **common,
-        )
+    if not settings.segmented:
+        encode_video(out, (picture_at(i) for i in range(len(pts))), pts, on_frame=update, **common)
+        return ReassembleResult(out, len(pts), 1, 1)
+    cache = SegmentCache(studio.segments_dir())
+    done = encode_segmented(out, identities, picture_at, pts, cache=cache, on_frame=update, **common)
     cache.tidy()
     return ReassembleResult(out, done.frames_encoded, done.encoded, done.segments)
 
@@ -481,10 +502,16 @@ class ReassembleResult:
     segments: int
 
 
-def _picture(studio: Studio, manifest: Manifest, frame: Frame) -> Image.Image:
+def frame_file(studio: Studio, manifest: Manifest, frame: Frame) -> Path:
+    """A frame's file in the work tree; refused with a hint when it is not there."""
     path = manifest.frame_path(studio.root, frame)
     if not path.is_file():
         raise RotoscopeError(path, f"frame {frame.i} is missing (run `dvc pull` or `dvc checkout`)")
+    return path
+
+
+def _picture(studio: Studio, manifest: Manifest, frame: Frame) -> Image.Image:
+    path = frame_file(studio, manifest, frame)
     with Image.open(path) as picture:
         if picture.size != (manifest.width, manifest.height):
             raise RotoscopeError(

@@ -25,9 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
-from rotoscope.manifest import Frame, Manifest
-from rotoscope.media import SegmentCache, encode_segmented, encode_video
-from rotoscope.pipeline import StylizedFrames
+from rotoscope.manifest import Manifest
+from rotoscope.pipeline import StylizedFrames, encode_at_timestamps, frame_file
 from rotoscope.progress import progress_bar
 from rotoscope.store import FrameReuse, atomic_write_text, md5_bytes, md5_file
 from rotoscope.studio import RenderJob, Studio
@@ -221,9 +220,9 @@ class _Pictures:
     """The three pictures of each frame: the source, the filter's own stylization, the render."""
 
     def __init__(self, studio: Studio, render: Manifest, source: Manifest, own: StylizedFrames) -> None:
-        self.studio, self.render, self.source, self.own = studio, render, source, own
+        self.studio, self.render, self.source = studio, render, source
         self.temporal = render.lineage.render.get("temporal", "off") if render.lineage else "off"
-        self._own_md5 = [own.own(frame)[1] for frame in source.frames] if own.temporal.on else None
+        self._own = [own.own(frame) for frame in source.frames] if own.temporal.on else None
         self._recent: dict[int, dict[str, np.ndarray]] = {}
 
     @classmethod
@@ -247,7 +246,7 @@ class _Pictures:
         )
 
     def own_md5(self, index: int) -> str:
-        return self._own_md5[index] if self._own_md5 else self.render.frames[index].md5
+        return self._own[index][1] if self._own else self.render.frames[index].md5
 
     def md5(self, index: int, which: str) -> str:
         if which == "own":
@@ -301,11 +300,11 @@ class _Pictures:
 
     def picture(self, index: int, which: str) -> np.ndarray:
         """One frame as RGB uint8: the "source", the filter's "own" stylization, or the "render"."""
-        if which == "own" and self._own_md5:
-            path = self.own.own(self.source.frames[index])[0]
+        if which == "own" and self._own:
+            path = self._own[index][0]
         else:
             manifest = self.source if which == "source" else self.render
-            path = _present(self.studio, manifest, manifest.frames[index])
+            path = frame_file(self.studio, manifest, manifest.frames[index])
         with Image.open(path) as picture:
             return np.asarray(picture.convert("RGB"))
 
@@ -323,13 +322,6 @@ def _stale(job: RenderJob, render: Manifest, source_path: Path) -> bool:
         or made_with.get("temporal", "off") != job.temporal
         or made_with.get("temporal_weight", job.temporal_weight) != job.temporal_weight
     )
-
-
-def _present(studio: Studio, manifest: Manifest, frame: Frame) -> Path:
-    path = manifest.frame_path(studio.root, frame)
-    if not path.is_file():
-        raise RotoscopeError(path, f"frame {frame.i} is missing (run `dvc pull` or `dvc checkout`)")
-    return path
 
 
 # -- the side-by-side preview ----------------------------------------------------------------
@@ -357,29 +349,16 @@ def write_preview(studio: Studio, pictures: _Pictures, out: Path) -> None:
             )
         return sheet
 
-    settings = studio.encode_settings()
-    audio = studio.root / render.video["path"]
-    with_audio = bool(render.video.get("audio")) and audio.is_file() and settings.audio != "none"
-    common = {
-        "time_base": render.time_base_fraction,
-        "end_pts": render.end_pts,
-        "size": (panel[0] * 2, panel[1]),
-        "settings": settings,
-        "audio_source": audio if with_audio else None,
-    }
-    pts = [frame.pts for frame in render.frames]
+    labels = [left_label, right_label, *panel]
+    identities = [
+        md5_bytes(json.dumps([pictures.md5(i, left), pictures.md5(i, "render"), labels]).encode())
+        for i in range(len(render.frames))
+    ]
     with progress_bar(f"preview {render.name}", len(render.frames)) as update:
-        if not settings.segmented:
-            pictures_in_order = (side_by_side(frame.i) for frame in render.frames)
-            encode_video(out, pictures_in_order, pts, on_frame=update, **common)
-            return
-        labels = [left_label, right_label, *panel]
-        identities = [
-            md5_bytes(json.dumps([pictures.md5(i, left), pictures.md5(i, "render"), labels]).encode())
-            for i in range(len(render.frames))
-        ]
-        cache = SegmentCache(studio.segments_dir())
-        encode_segmented(out, identities, side_by_side, pts, cache=cache, on_frame=update, **common)
+        size = (panel[0] * 2, panel[1])
+        encode_at_timestamps(
+            studio, render, out, studio.encode_settings(), size, identities, side_by_side, update
+        )
 
 
 def summary_lines(report: QualityReport) -> list[str]:

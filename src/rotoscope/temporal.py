@@ -171,12 +171,6 @@ class CutDetector:
         return float((motion.visible * close).mean()) < _CUT_MATCHED
 
 
-def find_cuts(thumbnails: list[np.ndarray]) -> list[int]:
-    """Indices of the frames that start a new shot (never 0)."""
-    detector = CutDetector()
-    return [i for i, thumb in enumerate(thumbnails) if detector.starts_shot(thumb)]
-
-
 # -- blending ----------------------------------------------------------------------------------
 
 
