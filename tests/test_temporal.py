@@ -214,7 +214,7 @@ def test_a_resumed_run_blends_the_same_bytes(shots_studio: Studio) -> None:
     job = shots_studio.render_job("flow")
     model_md5 = json.loads((shots_studio.root / "filters/swirls/filter.json").read_text())["model"]["md5"]
     frames = StylizedFrames(
-        shots_studio, job, shots_studio.load_manifest("clip"), model_md5, FrameReuse(shots_studio.root)
+        shots_studio, job, shots_studio.load_manifest("clip"), model_md5, FrameReuse(shots_studio.layout)
     )
     index = shots_studio.root / ".rotoscope/stylized/index"
     for key in frames.output_keys()[5:]:

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import click
 import typer
 
 from rotoscope import __version__
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import RotoscopeError, storage_error
 from rotoscope.progress import progress_bar, say
+from rotoscope.text import terminal
 
 Number = TypeVar("Number", int, float)
 
@@ -107,7 +109,7 @@ def stylize(
     from rotoscope.pipeline import stylize as stylize_render
 
     here = _studio(studio)
-    for name in names or list(here.params().get("renders") or {}):
+    for name in names or here.render_names():
         result = stylize_render(here, name)
         say(
             f"stylize {name}: {result.frames} frames, {result.stylized} stylized, "
@@ -126,14 +128,10 @@ def reassemble(
     audio: Annotated[str | None, typer.Option(help="copy, aac or none (default: params.yaml).")] = None,
 ) -> None:
     """Encode a manifest's frames at their recorded timestamps, with the source's audio."""
-    from dataclasses import replace
-
     from rotoscope.pipeline import reassemble as reassemble_manifest
 
-    settings = _studio(manifest.parent).encode_settings()
     overrides = {"codec": codec, "crf": crf, "preset": preset, "audio": audio}
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    done = reassemble_manifest(manifest, out, settings)
+    done = reassemble_manifest(manifest, out, _studio(manifest.parent).encode_settings(overrides))
     reused = done.segments - done.segments_encoded
     detail = f"{done.segments_encoded} of {done.segments} segments encoded, {reused} reused"
     say(f"wrote {done.path} ({detail})")
@@ -152,18 +150,14 @@ def quality(
     """Measure renders' flicker: the warping error per frame and its mean (DVC metrics and plots),
     against the filter's own frame-by-frame stylization, plus a side-by-side preview clip.
     Renders of one video share the work of following its motion."""
-    from rotoscope.quality import QualityPaths, measure, summary_lines, write_preview, write_report
+    from rotoscope.quality import assess, summary_lines
 
     here = _studio(manifests[0].parent)
-    for report, pictures in measure(here, manifests):
-        paths = QualityPaths.for_render(here, pictures.render, out)
-        write_report(report, paths)
+    folder = here.layout.output(out) if out is not None else None
+    for report, paths in assess(here, manifests, folder, preview):
         for line in summary_lines(report):
             say(line)
-        say(f"wrote {paths.metrics} and {paths.plot}")
-        if preview:
-            write_preview(here, pictures, paths.preview)
-            say(f"wrote {paths.preview}")
+        say(f"wrote {paths.metrics} and {paths.plot}" + (f" and {paths.preview}" if preview else ""))
 
 
 @app.command()
@@ -171,9 +165,9 @@ def show(manifest: Annotated[Path, typer.Argument(help="Manifest to describe.")]
     """A readable summary of a manifest: duration, frames, size, audio, timestamps."""
     from rotoscope.review import summarise
 
-    root = _studio(manifest.parent).root
-    for line in summarise(root, manifest).lines():
-        print(line)
+    here = _studio(manifest.parent)
+    for line in summarise(here.root, here.layout.inside(manifest, "manifest")).lines():
+        show_line(line)
 
 
 @app.command()
@@ -191,7 +185,7 @@ def verify(
     with progress_bar("verify", None) as update:
         report = verify_manifests(here.root, paths, update)
     for problem in report.problems:
-        print(problem)
+        show_line(problem)
     if not report.ok:
         count = f"{len(report.problems)} problem(s) in {report.checked} frames"
         say(f"verify: {count} of {len(paths)} manifest(s)")
@@ -221,20 +215,23 @@ def diff(
     if html_page is not None:
         from rotoscope.review import review_page
 
-        shown = review_page(here.root, report, html_page, remote)
+        shown = review_page(here.root, report, here.layout.output(html_page), remote)
         say(f"wrote {html_page} ({shown} frame pair(s))")
     if as_json:
         sys.stdout.write(report.to_json())
     elif as_markdown:
         sys.stdout.write(report.to_markdown())
     else:
-        print("\n".join(report.lines()))
+        for line in report.lines():
+            show_line(line)
 
 
 @app.command()
 def fetch(
     manifest: Annotated[Path, typer.Argument(help="Manifest whose frames to bring in.")],
-    frames: Annotated[str | None, typer.Option(help="Frame indices, first-last inclusive: 100-200.")] = None,
+    frames: Annotated[
+        str | None, typer.Option(help="Frame indices, first-last inclusive: 100-200, or one: 57.")
+    ] = None,
     time_range: Annotated[
         str | None, typer.Option("--time", help="Seconds, start-end: 4.0-8.0 (frames shown then).")
     ] = None,
@@ -245,7 +242,7 @@ def fetch(
     from rotoscope.store import dvc_pull_files
 
     here = _studio(manifest.parent)
-    loaded = manifests.load(manifest)
+    loaded = manifests.load(here.layout.inside(manifest, "manifest"))
     if (frames is None) == (time_range is None):
         raise RotoscopeError(manifest, "give exactly one of --frames FIRST-LAST or --time START-END")
     if frames is not None:
@@ -259,8 +256,10 @@ def fetch(
 
 
 def _parse_range(text: str, kind: Callable[[str], Number], option: str) -> tuple[Number, Number]:
+    """``A-B`` (both included) or a single ``A``."""
+    parts = text.split("-", 1) if "-" in text.lstrip("-") else [text, text]
     try:
-        first, last = (kind(part) for part in text.split("-", 1))
+        first, last = (kind(part) for part in parts)
     except ValueError:
         raise RotoscopeError(None, f"{option} takes FIRST-LAST (10-20, 4.0-8.0), not {text!r}") from None
     if last < first:
@@ -278,8 +277,10 @@ def log(
 
     here = _studio(studio or manifest.parent)
     for entry in manifest_log(here.root, manifest.resolve()):
-        print(f"{entry.commit} {entry.date} {entry.subject}")
-        print("\n".join([f"    {describe(entry.change)}", *change_lines(entry.change, "    ")]))
+        for line in (f"{entry.commit} {entry.date} {entry.subject}", f"    {describe(entry.change)}"):
+            show_line(line)
+        for line in change_lines(entry.change, "    "):
+            show_line(line)
 
 
 # -- remotes -------------------------------------------------------------------------------------
@@ -299,8 +300,8 @@ def remote_add(
     studio: StudioOption = None,
 ) -> None:
     """Add an S3 remote to .dvc/config (credentials come from the usual AWS sources, never Git)."""
+    from rotoscope.layout import check_name
     from rotoscope.store import dvc_add_s3_remote
-    from rotoscope.studio import check_name
 
     here = _studio(studio)
     dvc_add_s3_remote(here.root, check_name(name, "remote name"), url, endpoint_url, default)
@@ -319,7 +320,12 @@ def render_new(
     video: Annotated[str, typer.Option("--video", help="Video to stylize (a name in params.yaml).")],
     filter_name: Annotated[str, typer.Option("--filter", "-f", help="Filter to apply.")],
     strength: Annotated[float, typer.Option(help="0 keeps the frame, 1 is the filter alone.")] = 1.0,
-    preserve_color: Annotated[bool, typer.Option(help="Keep the frames' colours.")] = False,
+    preserve_color: Annotated[
+        bool,
+        typer.Option(
+            "--preserve-color/--no-preserve-color", "--preserve-colour", help="Keep the frames' colours."
+        ),
+    ] = False,
     max_side: Annotated[int | None, typer.Option(help="Stylize at this longest side.")] = None,
     temporal: Annotated[
         str | None, typer.Option(help="off, ema or flow: how each frame carries into the next.")
@@ -364,7 +370,9 @@ def filter_new(
     year: Annotated[str | None, typer.Option(help="Year or period, as written (1893, c. 1830).")] = None,
     collection: Annotated[str | None, typer.Option(help="Collection or institution holding it.")] = None,
     source_url: Annotated[str | None, typer.Option(help="Where the image came from.")] = None,
-    licence: Annotated[str | None, typer.Option(help="Licence or rights statement.")] = None,
+    licence: Annotated[
+        str | None, typer.Option("--licence", "--license", help="Licence or rights statement.")
+    ] = None,
     category: Annotated[
         list[str] | None,
         typer.Option(help="Category, repeatable or comma-separated: art, propaganda, labor, space..."),
@@ -428,9 +436,18 @@ def filter_new(
     elif chosen:
         raise RotoscopeError(name, "training options apply to --kind trained only")
     entry = new_filter(here, name, style, kind, provenance, chosen)  # type: ignore[arg-type]
+    if kind == "instant":  # a second's work: usable at once, no `dvc repro` needed first
+        from rotoscope.filters.make import make_filter
+
+        make_filter(here, name)
+        say(
+            f"filter {name}: card {here.relative(entry.card)}, "
+            f"model {here.relative(entry.model)}; ready to use"
+        )
+        return
     say(
         f"filter {name}: card {here.relative(entry.card)}; "
-        f"`dvc repro` (or `rotoscope filter make {name}`) makes its model"
+        f"`dvc repro` (or `rotoscope filter make {name}`) trains its model"
     )
 
 
@@ -463,6 +480,7 @@ def filter_list(
 ) -> None:
     """The studio's filters as a table."""
     from rich.table import Table
+    from rich.text import Text
 
     from rotoscope.filters.catalogue import list_cards
     from rotoscope.progress import console
@@ -473,7 +491,8 @@ def filter_list(
         p = card.provenance
         artwork = ", ".join(part for part in (p.artist, p.title, p.year) if part)
         model = "made" if card.model else "not made (dvc repro)"
-        table.add_row(card.name, card.kind, artwork, p.collection or "", ", ".join(p.categories), model)
+        cells = (card.name, card.kind, artwork, p.collection or "", ", ".join(p.categories), model)
+        table.add_row(*(Text(terminal(cell)) for cell in cells))  # card text is never markup
     console(table)
     if not cards:
         say("no filters match" if collection or category else "no filters yet: `rotoscope filter new`")
@@ -491,7 +510,7 @@ def filter_show(
     here = _studio(studio)
     card = load_card(filter_entry(here, name).card)
     for line in describe_card(card):
-        print(line)
+        show_line(line)
 
 
 def describe_card(card) -> list[str]:
@@ -563,24 +582,30 @@ def stylize_image(
     filter_name: Annotated[str, typer.Option("--filter", "-f", help="Filter to apply.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output picture (or folder for a folder).")],
     strength: Annotated[float, typer.Option(help="0 keeps the photo, 1 is the filter alone.")] = 1.0,
-    preserve_color: Annotated[bool, typer.Option(help="Keep the photo's colours; transfer texture.")] = False,
+    preserve_color: Annotated[
+        bool,
+        typer.Option(
+            "--preserve-color/--no-preserve-color",
+            "--preserve-colour",
+            help="Keep the photo's colours; transfer texture.",
+        ),
+    ] = False,
     max_side: Annotated[int | None, typer.Option(help="Shrink the photo to this longest side first.")] = None,
     memory_mb: Annotated[int, typer.Option(help="Memory budget; larger pictures go in tiles.")] = 1024,
     studio: StudioOption = None,
 ) -> None:
     """Apply a filter to a photo or a folder of photos."""
-    from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer, picture_files
+    from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer, picture_jobs
     from rotoscope.media.images import open_picture, save_picture
 
     settings = ApplySettings(strength, preserve_color, max_side)
-    photos = picture_files(photo)
-    targets = [out / f"{p.stem}.{filter_name}{p.suffix.lower()}" for p in photos] if photo.is_dir() else [out]
+    jobs = picture_jobs(photo, out, filter_name)
     stylizer = load_stylizer(_studio(studio), filter_name, memory_mb)
-    with progress_bar(f"stylize {filter_name}", len(photos), unit="photos") as update:
-        for done, (source, target) in enumerate(zip(photos, targets, strict=True), 1):
-            save_picture(apply_filter(stylizer, open_picture(source), settings), target)
+    with progress_bar(f"stylize {filter_name}", len(jobs), unit="photos") as update:
+        for done, job in enumerate(jobs, 1):
+            save_picture(apply_filter(stylizer, open_picture(job.source), settings), job.target)
             update(done)
-    say(f"wrote {targets[0] if len(targets) == 1 else out} ({len(targets)} picture(s))")
+    say(f"wrote {jobs[0].target if len(jobs) == 1 else out} ({len(jobs)} picture(s))")
 
 
 @app.command()
@@ -620,7 +645,7 @@ def demo(
     say(f"render: {studio.render_path(name)}")
     say(f"stylized render: {studio.render_path(name, 'painted')}")
     say(f"manifests: {studio.manifest_path(name)}, {studio.manifest_path(name, 'painted')}")
-    quality = studio.root / "quality" / name
+    quality = studio.layout.quality_dir(name)
     say(f"flicker (a DVC metric): {quality / 'painted.json'}")
     say(f"frame by frame beside temporal flow: {quality / 'painted-side-by-side.mp4'}")
 
@@ -635,15 +660,42 @@ def run_dvc(root: Path, *args: str) -> None:
         raise RotoscopeError(root, f"`dvc {' '.join(args)}` failed with exit code {completed.returncode}")
 
 
+def show_line(line: str) -> None:
+    """A line of a report: it quotes tracked files and commit messages, so no control characters."""
+    print(terminal(line))
+
+
 def main() -> None:
+    """Every way a command can fail ends in one line on standard error (set ROTOSCOPE_DEBUG=1 for
+    the traceback of an unexpected one)."""
     try:
-        app()
-    except RotoscopeError as error:
-        print(f"rotoscope: error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("rotoscope: interrupted; run the same command again to resume", file=sys.stderr)
+        code = app(standalone_mode=False)  # click returns a typer.Exit's code instead of exiting
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.ClickException as error:  # usage: a bad option or argument
+        print(f"rotoscope: error: {terminal(error.format_message())} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print(
+            "rotoscope: interrupted; finished work is kept: run the same command again to resume",
+            file=sys.stderr,
+        )
         sys.exit(130)
+    except RotoscopeError as error:
+        _fail(str(error))
+    except OSError as error:
+        _fail(str(storage_error(error)))
+    except Exception as error:
+        if os.environ.get("ROTOSCOPE_DEBUG"):
+            raise
+        _fail(
+            f"unexpected {type(error).__name__}: {error} "
+            "(a bug: please report it with the output of ROTOSCOPE_DEBUG=1)"
+        )
+
+
+def _fail(message: str) -> None:
+    print(f"rotoscope: error: {terminal(message)}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from rotoscope import schemas
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import ManifestError
+from rotoscope.layout import Layout
 from rotoscope.store import atomic_write_text
 
 SCHEMA_ID = "rotoscope.manifest/1"
@@ -89,7 +91,12 @@ class Manifest:
         return f"{frame.i:0{FRAME_NAME_DIGITS}d}.{self.extract['format']}"
 
     def frame_path(self, studio_root: Path, frame: Frame) -> Path:
-        return studio_root / self.frames_dir / self.frame_filename(frame)
+        """The frame's file, resolved inside the studio (a symlinked folder that leaves it is refused)."""
+        return _layout(studio_root).recorded(f"{self.frames_dir}/{self.frame_filename(frame)}", "frames_dir")
+
+    def video_path(self, studio_root: Path) -> Path:
+        """The source video (for its audio), resolved inside the studio."""
+        return _layout(studio_root).recorded(self.video["path"], "video.path")
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -115,22 +122,27 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
 
 
+@lru_cache(maxsize=8)
+def _layout(studio_root: Path) -> Layout:
+    return Layout(studio_root)
+
+
 def validate(document: Any, path: Path | str) -> None:
     """Check a manifest's shape and its internal consistency; raise one readable error."""
-    schemas.check(document, "manifest", path)
+    schemas.check(document, "manifest", path, ManifestError)
     frames = document["frames"]
     for position, frame in enumerate(frames):
         if frame["i"] != position:
-            raise RotoscopeError(path, f"frames/{position}: index is {frame['i']}, expected {position}")
+            raise ManifestError(path, f"frames/{position}: index is {frame['i']}, expected {position}")
         if position and frame["pts"] <= frames[position - 1]["pts"]:
-            raise RotoscopeError(path, f"frames/{position}: pts {frame['pts']} does not increase")
+            raise ManifestError(path, f"frames/{position}: pts {frame['pts']} does not increase")
     if document["end_pts"] <= frames[-1]["pts"]:
-        raise RotoscopeError(path, "end_pts must come after the last frame's pts")
+        raise ManifestError(path, "end_pts must come after the last frame's pts")
     cuts = document.get("cuts", [])
     if any(later <= earlier for earlier, later in itertools.pairwise(cuts)) or (
         cuts and cuts[-1] >= len(frames)
     ):
-        raise RotoscopeError(path, f"cuts must be increasing frame indices below {len(frames)}, not {cuts}")
+        raise ManifestError(path, f"cuts must be increasing frame indices below {len(frames)}, not {cuts}")
 
 
 def from_dict(document: dict[str, Any]) -> Manifest:
@@ -142,7 +154,11 @@ def from_dict(document: dict[str, Any]) -> Manifest:
 
 
 def load(path: Path) -> Manifest:
-    document = schemas.read_json(path, "manifest")
+    return checked(schemas.read_json(path, "manifest", ManifestError), path)
+
+
+def checked(document: Any, path: Path | str) -> Manifest:
+    """A manifest from any source (a file, another Git revision), validated before use."""
     validate(document, path)
     return from_dict(document)
 

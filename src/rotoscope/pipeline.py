@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +21,7 @@ from PIL import Image
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
 from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, Stylizer
+from rotoscope.locks import exclusive, render_lock, video_lock
 from rotoscope.manifest import Frame, Lineage, Manifest
 from rotoscope.media import (
     EncodeSettings,
@@ -59,11 +59,16 @@ class SplitResult:
 
 def split(studio: Studio, name: str) -> SplitResult:
     """Decode ``name``'s video into frame files named by index, recorded by md5 in a manifest."""
+    with exclusive(studio.layout, video_lock(name), f"splitting or reassembling {name!r}"):
+        return _split(studio, name)
+
+
+def _split(studio: Studio, name: str) -> SplitResult:
     video_path, settings = studio.split_job(name)
     info = probe(video_path)
     video_md5 = md5_file(video_path)
     scratch = studio.partial_dir(f"split-{name}")
-    staged = _prepare_scratch(scratch, {"video_md5": video_md5, **settings.as_manifest_extract()})
+    staged = _prepare_scratch(studio, scratch, {"video_md5": video_md5, **settings.as_manifest_extract()})
     estimate = _estimated_count(info, settings)
     with progress_bar(f"split {name}", estimate) as update:
         frames, reused, cuts = _write_frames(info, settings, staged, update)
@@ -75,7 +80,7 @@ def split(studio: Studio, name: str) -> SplitResult:
         name=name,
         video=_video_record(studio, info, video_md5),
         extract=settings.as_manifest_extract(),
-        frames_dir=studio.relative(studio.frames_dir(name)),
+        frames_dir=studio.layout.frames_dir_record(name),
         width=width,
         height=height,
         time_base=str(info.time_base.numerator) + "/" + str(info.time_base.denominator),
@@ -84,18 +89,18 @@ def split(studio: Studio, name: str) -> SplitResult:
         cuts=cuts,
     )
     text = manifests.render(result, studio.manifest_path(name))  # before any frame is swapped in
-    replace_dir(staged, studio.frames_dir(name))
+    replace_dir(staged, studio.layout.deletable(studio.layout.frames_dir_record(name)))
     atomic_write_text(studio.manifest_path(name), text)
-    shutil.rmtree(scratch, ignore_errors=True)
+    studio.layout.remove_tree(scratch)
     return SplitResult(studio.manifest_path(name), len(frames), reused)
 
 
-def _prepare_scratch(scratch: Path, key: dict[str, object]) -> Path:
+def _prepare_scratch(studio: Studio, scratch: Path, key: dict[str, object]) -> Path:
     """Reuse an interrupted run's frames only if it split the same video the same way."""
     state = scratch / "state.json"
     wanted = json.dumps(key, sort_keys=True)
     if not state.is_file() or state.read_text() != wanted:
-        shutil.rmtree(scratch, ignore_errors=True)
+        studio.layout.remove_tree(scratch)
         (scratch / "frames").mkdir(parents=True)
         atomic_write_text(state, wanted)
     return scratch / "frames"
@@ -216,10 +221,16 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
     even loaded when every frame is found. With a temporal method each output also depends on the
     output before it, back to the last scene cut, and is found again by that chain.
     """
+    job = studio.render_job(name)
+    with exclusive(studio.layout, render_lock(job.video, name), f"writing render {name!r}"):
+        return _stylize(studio, job)
+
+
+def _stylize(studio: Studio, job: RenderJob) -> StylizeResult:
     from rotoscope.filters.card import load_card
     from rotoscope.filters.catalogue import filter_entry
 
-    job = studio.render_job(name)
+    name = job.name
     parent_path = studio.manifest_path(job.video)
     parent = manifests.load(parent_path)
     entry = filter_entry(studio, job.filter)
@@ -232,10 +243,10 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
             f"no scene cuts recorded (split by an older rotoscope; run `dvc repro -f split@{job.video}`)",
         )
     model_md5 = card.model["md5"]
-    reuse = FrameReuse(studio.root)
+    reuse = FrameReuse(studio.layout)
     reuse.tidy()
     staged = studio.partial_dir(f"stylize-{name}")
-    shutil.rmtree(staged, ignore_errors=True)
+    studio.layout.remove_tree(staged)
     staged.mkdir(parents=True)
     made = StylizedFrames(studio, job, parent, model_md5, reuse)
     with progress_bar(f"stylize {name}", len(parent.frames)) as update:
@@ -249,7 +260,7 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
         name=name,
         video=parent.video,
         extract={**parent.extract, **_frame_files(job)},
-        frames_dir=studio.relative(studio.frames_dir(job.video, name)),
+        frames_dir=studio.layout.frames_dir_record(job.video, name),
         width=width,
         height=height,
         time_base=parent.time_base,
@@ -264,7 +275,7 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
     )
     target = studio.manifest_path(job.video, name)
     text = manifests.render(result, target)
-    replace_dir(staged, studio.frames_dir(job.video, name))
+    replace_dir(staged, studio.layout.deletable(studio.layout.frames_dir_record(job.video, name)))
     atomic_write_text(target, text)
     outcome = StylizeResult(target, len(frames), made.stylized, made.blended, len(frames) - made.made)
     atomic_write_text(studio.log_path(f"stylize-{name}"), json.dumps(outcome.counts()) + "\n")
@@ -437,9 +448,21 @@ def reassemble(manifest_path: Path, out: Path, settings: EncodeSettings | None =
     run are encoded; the others come from the segment cache by stream copy.
     """
     studio = Studio.find(manifest_path.parent)
-    manifest = manifests.load(manifest_path)
-    settings = settings or studio.encode_settings()
-    audio_source = studio.root / manifest.video["path"]
+    manifest = manifests.load(studio.layout.inside(manifest_path, "manifest"))
+    settings = studio.encode_settings() if settings is None else settings.validate("reassemble settings")
+    with exclusive(studio.layout, manifest_lock(manifest), f"writing {manifest.name!r}"):
+        return _reassemble(studio, manifest, studio.layout.output(out), settings)
+
+
+def manifest_lock(manifest: Manifest) -> str:
+    """The lock of the video (a source manifest) or render (a stylized one) a manifest belongs to."""
+    if manifest.kind == "source":
+        return video_lock(manifest.name)
+    return render_lock(manifest.video_name, manifest.name)
+
+
+def _reassemble(studio: Studio, manifest: Manifest, out: Path, settings: EncodeSettings) -> ReassembleResult:
+    audio_source = manifest.video_path(studio.root)
     if manifest.video.get("audio") and not audio_source.is_file():
         raise RotoscopeError(
             audio_source,
@@ -476,7 +499,7 @@ def encode_at_timestamps(
     pictures all kept their names come from the segment cache by stream copy.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    audio_source = studio.root / manifest.video["path"]
+    audio_source = manifest.video_path(studio.root)
     pts = [frame.pts for frame in manifest.frames]
     common = {
         "time_base": manifest.time_base_fraction,

@@ -19,6 +19,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from rotoscope.text import terminal
+
 _console = Console(stderr=True)
 
 
@@ -86,7 +88,8 @@ def _clock(seconds: float) -> str:
 
 
 def say(message: str) -> None:
-    _console.print(message, highlight=False, soft_wrap=True)
+    """A line for the user: never read as rich markup (it quotes names and card text)."""
+    _console.print(terminal(message), highlight=False, soft_wrap=True, markup=False)
 
 
 def console(renderable: object) -> None:

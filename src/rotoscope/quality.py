@@ -17,6 +17,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
+from rotoscope.locks import exclusive, render_lock
 from rotoscope.manifest import Manifest
 from rotoscope.pipeline import StylizedFrames, encode_at_timestamps, frame_file
 from rotoscope.progress import progress_bar
@@ -85,11 +88,29 @@ class QualityPaths:
     @classmethod
     def for_render(cls, studio: Studio, manifest: Manifest, folder: Path | None = None) -> QualityPaths:
         """``quality/<video>/<render>.json``, ``-frames.csv`` and ``-side-by-side.mp4``."""
-        folder = folder or studio.root / "quality" / manifest.video_name
+        folder = folder or studio.layout.quality_dir(manifest.video_name)
         name = manifest.name
         return cls(
             folder / f"{name}.json", folder / f"{name}-frames.csv", folder / f"{name}-side-by-side.mp4"
         )
+
+
+def assess(
+    studio: Studio, manifest_paths: list[Path], out: Path | None = None, preview: bool = True
+) -> Iterator[tuple[QualityReport, QualityPaths]]:
+    """The quality stage: measure renders, write each one's report (and preview clip), holding
+    each render's lock so nothing rewrites its frames meanwhile. Yields as each is written."""
+    with ExitStack() as locks:
+        for path in manifest_paths:
+            render = manifests.load(studio.layout.inside(path, "manifest"))
+            lock = render_lock(render.video_name, render.name)
+            locks.enter_context(exclusive(studio.layout, lock, f"writing render {render.name!r}"))
+        for report, pictures in measure(studio, manifest_paths):
+            paths = QualityPaths.for_render(studio, pictures.render, out)
+            write_report(report, paths)
+            if preview:
+                write_preview(studio, pictures, paths.preview)
+            yield report, paths
 
 
 def measure(studio: Studio, manifest_paths: list[Path]) -> list[tuple[QualityReport, _Pictures]]:
@@ -123,7 +144,7 @@ class _Measures:
     def __init__(self, studio: Studio, pictures: _Pictures) -> None:
         self.pictures = pictures
         video, name = pictures.render.video_name, pictures.render.name
-        self.cache = _MeasureCache(studio.root / ".rotoscope" / "quality" / video / f"{name}.json")
+        self.cache = _MeasureCache(studio.layout.quality_cache(video, name))
         self.starts = {0, *(pictures.source.cuts or [])}
         self.frames: list[FrameQuality] = []
         self.measured_now = 0
@@ -230,19 +251,18 @@ class _Pictures:
         from rotoscope.filters.card import load_card
         from rotoscope.filters.catalogue import filter_entry
 
-        render = manifests.load(path)
+        render = manifests.load(studio.layout.inside(path, "manifest"))
         if render.kind != "stylized" or render.lineage is None:
             raise RotoscopeError(path, "quality measures a render's manifest, not a source one")
-        source = manifests.load(studio.root / render.lineage.parent)
+        parent_path = studio.layout.recorded(render.lineage.parent, "lineage.parent")
+        source = manifests.load(parent_path)
         job = studio.render_job(render.name)
         card = load_card(filter_entry(studio, job.filter).card)
         model_md5 = card.model["md5"] if card.model else None
-        if model_md5 != render.lineage.filter["model_md5"] or _stale(
-            job, render, studio.root / render.lineage.parent
-        ):
+        if model_md5 != render.lineage.filter["model_md5"] or _stale(job, render, parent_path):
             raise RotoscopeError(path, "made with other settings than params.yaml has now (run `dvc repro`)")
         return cls(
-            studio, render, source, StylizedFrames(studio, job, source, model_md5, FrameReuse(studio.root))
+            studio, render, source, StylizedFrames(studio, job, source, model_md5, FrameReuse(studio.layout))
         )
 
     def own_md5(self, index: int) -> str:

@@ -115,7 +115,11 @@ def verify(
         except RotoscopeError as error:
             report.problems.append(str(error))
             continue
-        jobs = [(frame, manifest.frame_path(studio_root, frame)) for frame in manifest.frames]
+        try:
+            jobs = [(frame, manifest.frame_path(studio_root, frame)) for frame in manifest.frames]
+        except RotoscopeError as error:  # a frames folder linked out of the studio, say
+            report.problems.append(str(error))
+            continue
         with ThreadPoolExecutor(4) as pool:
             checks = pool.map(lambda job: (job[0], job[1], store.check(job[0].md5, job[1])), jobs)
             for frame, where, check in checks:

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import MissingBlobError, RotoscopeError
 
 
 def schema_text(filename: str) -> str:
@@ -27,23 +27,38 @@ def _validator(kind: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(schema_text(f"{kind}.schema.json")))
 
 
-def check(document: Any, kind: str, path: Path | str) -> None:
+def check(
+    document: Any, kind: str, path: Path | str, error_type: type[RotoscopeError] = RotoscopeError
+) -> None:
     """Raise one readable error naming ``path`` and the first place ``document`` breaks schema."""
     error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(document))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise RotoscopeError(path, f"does not match rotoscope.{kind}/1 at {where}: {error.message}")
+        message = error.message if len(error.message) < 200 else error.message[:200] + "..."
+        raise error_type(path, f"does not match rotoscope.{kind}/1 at {where}: {message}")
 
 
-def read_json(path: Path, what: str) -> Any:
+MAX_JSON_BYTES = 256 << 20  # a 100k-frame manifest is about 10 MiB
+
+
+def read_json(path: Path, what: str, error_type: type[RotoscopeError] = RotoscopeError) -> Any:
     """Parse a JSON file, turning every way it can fail into one line naming the file."""
     if not path.is_file():
-        raise RotoscopeError(path, f"no such {what}")
+        raise MissingBlobError(path, f"no such {what}")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise error_type(path, f"too large for a {what} (over {MAX_JSON_BYTES >> 20} MiB)")
+    return parse_json(path.read_bytes(), path, error_type)
+
+
+def parse_json(data: bytes | str, path: Path | str, error_type: type[RotoscopeError] = RotoscopeError) -> Any:
+    """JSON from an untrusted file: bad syntax, bad UTF-8, nesting too deep are one line each."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data)
     except json.JSONDecodeError as error:
-        raise RotoscopeError(
+        raise error_type(
             path, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from None
     except UnicodeDecodeError:
-        raise RotoscopeError(path, "not a text file (invalid UTF-8)") from None
+        raise error_type(path, "not a text file (invalid UTF-8)") from None
+    except RecursionError:
+        raise error_type(path, "invalid JSON (nested too deep)") from None

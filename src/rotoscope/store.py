@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import ManifestError, RotoscopeError
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
+    from rotoscope.layout import Layout
+
 _CHUNK = 1 << 20
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -81,7 +84,8 @@ def atomic_copy(source: Path, target: Path) -> None:
 
 
 def replace_dir(staged: Path, target: Path) -> None:
-    """Swap a fully written folder into place; the old one is removed only after the swap."""
+    """Swap a fully written folder into place; the old one is removed only after the swap.
+    (Callers pass folders :class:`rotoscope.layout.Layout` resolved and checked as deletable.)"""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         trash = target.with_name(f".{target.name}.old")
@@ -142,6 +146,9 @@ class BlobStore:
             return Path(repo.cache.local.path)
 
     def cache_path(self, md5: str) -> Path:
+        """Where the cache holds ``md5``: only ever a 32-digit hex name (manifests come from anyone)."""
+        if not isinstance(md5, str) or not _MD5.match(md5):
+            raise ManifestError(None, f"not an md5 (32 hex digits): {str(md5)[:40]!r}")
         return self.cache_dir / md5[:2] / md5[2:]
 
     def check(self, md5: str, worktree_path: Path) -> BlobCheck:
@@ -251,10 +258,10 @@ class FrameReuse:
     ``.rotoscope/stylized/blobs/`` until then (a run killed before DVC commits loses nothing).
     """
 
-    def __init__(self, studio_root: Path) -> None:
-        self.blobs = BlobStore(studio_root)
-        self.index_dir = studio_root / ".rotoscope" / "stylized" / "index"
-        self.blob_dir = studio_root / ".rotoscope" / "stylized" / "blobs"
+    def __init__(self, layout: Layout) -> None:
+        self.blobs = BlobStore(layout.root)
+        self.index_dir = layout.stylized_index()
+        self.blob_dir = layout.stylized_blobs()
 
     @staticmethod
     def key(source_md5: str, model_md5: str, look: dict[str, object]) -> str:
@@ -266,7 +273,13 @@ class FrameReuse:
         entry = self.index_dir / key[:2] / key
         if not entry.is_file():
             return None
-        md5, size = entry.read_text().split()
+        try:  # our own file, but a torn or edited one must mean "not found", not a crash
+            md5, size = entry.read_text().split()
+            int(size)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        if not _MD5.match(md5):
+            return None
         for candidate in (self.blobs.cache_path(md5), self.blob_dir / md5):
             if candidate.is_file() and candidate.stat().st_size == int(size):
                 return candidate, md5, int(size)

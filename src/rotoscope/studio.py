@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml import YAML
-
 from rotoscope import manifest as manifests
+from rotoscope import params as studio_params
 from rotoscope import schemas
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import ParamsError, RotoscopeError, storage_error
+from rotoscope.layout import Layout, check_name
 from rotoscope.media import FORMATS, EncodeSettings, probe
 from rotoscope.store import (
     atomic_copy,
@@ -26,29 +27,23 @@ from rotoscope.store import (
     dvc_init,
     dvc_set_default_remote,
     dvc_track,
+    md5_bytes,
     md5_file,
 )
+from rotoscope.yamlsafe import round_trip_yaml
 
 if TYPE_CHECKING:
     from rotoscope.temporal import TemporalSettings
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_REMOTE_NAME = "local"
 
 
-def check_name(name: str, what: str = "name") -> str:
-    if not _NAME.match(name):
-        raise RotoscopeError(
-            name,
-            f"invalid {what}: use 1-64 letters, digits, '-' or '_', starting with a letter or "
-            "digit (no '/', '.' or '..')",
-        )
-    return name
-
-
 def name_from_path(path: Path) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-_")
-    return slug[:64] or "video"
+    """A video's default name: its file name in plain ASCII letters (accents dropped, not the
+    letters), with a digest of the whole name when nothing nameable is left."""
+    plain = unicodedata.normalize("NFKD", path.stem).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", plain).strip("-_")[:64].strip("-_")
+    return slug or f"video-{md5_bytes(path.stem.encode('utf-8', 'surrogatepass'))[:8]}"
 
 
 @dataclass(frozen=True)
@@ -62,16 +57,16 @@ class SplitSettings:
     def from_params(cls, section: dict[str, Any], where: Path) -> SplitSettings:
         fps = section.get("fps", "source")
         if fps != "source" and not (isinstance(fps, int | float) and fps > 0):
-            raise RotoscopeError(where, f"split.fps must be 'source' or a positive number, not {fps!r}")
+            raise ParamsError(where, f"split.fps must be 'source' or a positive number, not {fps!r}")
         max_side = section.get("max_side")
         if max_side is not None and not (isinstance(max_side, int) and max_side >= 2):
-            raise RotoscopeError(where, f"split.max_side must be null or an integer >= 2, not {max_side!r}")
+            raise ParamsError(where, f"split.max_side must be null or an integer >= 2, not {max_side!r}")
         fmt = section.get("format", "jpg")
         if fmt not in FORMATS:
-            raise RotoscopeError(where, f"split.format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+            raise ParamsError(where, f"split.format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         quality = section.get("quality", 95)
         if not (isinstance(quality, int) and 1 <= quality <= 100):
-            raise RotoscopeError(where, f"split.quality must be an integer 1-100, not {quality!r}")
+            raise ParamsError(where, f"split.quality must be an integer 1-100, not {quality!r}")
         return cls(None if fps == "source" else float(fps), max_side, fmt, quality)
 
     def as_manifest_extract(self) -> dict[str, Any]:
@@ -104,10 +99,10 @@ class RenderJob:
         fields = {**shared, **entry}
         missing = [key for key in ("video", "filter") if not fields.get(key)]
         if missing:
-            raise RotoscopeError(where, f"renders.{name} needs {' and '.join(missing)}")
+            raise ParamsError(where, f"renders.{name} needs {' and '.join(missing)}")
         unknown = sorted(set(fields) - (set(cls.__dataclass_fields__) - {"name"}))
         if unknown:
-            raise RotoscopeError(where, f"renders.{name}: unknown keys {unknown}")
+            raise ParamsError(where, f"renders.{name}: unknown keys {unknown}")
         if fields.get("temporal") is False:  # YAML 1.1 readers take a bare `off` for false
             fields["temporal"] = "off"
         job = cls(name=name, **fields)
@@ -117,21 +112,21 @@ class RenderJob:
     def check(self, where: Path) -> None:
         prefix = f"renders.{self.name}"
         if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
-            raise RotoscopeError(where, f"{prefix}.strength must be a number 0-1, not {self.strength!r}")
+            raise ParamsError(where, f"{prefix}.strength must be a number 0-1, not {self.strength!r}")
         if not 0 <= self.strength <= 1:
-            raise RotoscopeError(where, f"{prefix}.strength must be between 0 and 1, not {self.strength}")
+            raise ParamsError(where, f"{prefix}.strength must be between 0 and 1, not {self.strength}")
         if not isinstance(self.preserve_color, bool):
-            raise RotoscopeError(where, f"{prefix}.preserve_color must be true or false")
+            raise ParamsError(where, f"{prefix}.preserve_color must be true or false")
         if self.max_side is not None and not (isinstance(self.max_side, int) and self.max_side >= 16):
-            raise RotoscopeError(where, f"{prefix}.max_side must be null or an integer >= 16")
+            raise ParamsError(where, f"{prefix}.max_side must be null or an integer >= 16")
         if self.format not in FORMATS:
-            raise RotoscopeError(where, f"{prefix}.format must be one of {', '.join(FORMATS)}")
+            raise ParamsError(where, f"{prefix}.format must be one of {', '.join(FORMATS)}")
         if not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
-            raise RotoscopeError(where, f"{prefix}.quality must be an integer 1-100")
+            raise ParamsError(where, f"{prefix}.quality must be an integer 1-100")
         try:
             self.temporal_settings()
         except RotoscopeError as error:
-            raise RotoscopeError(where, f"{prefix}: {error.problem}") from None
+            raise ParamsError(where, f"{prefix}: {error.problem}") from None
 
     def temporal_settings(self) -> TemporalSettings:
         from rotoscope.temporal import TemporalSettings  # OpenCV loads only for the jobs that use it
@@ -149,22 +144,17 @@ class RenderJob:
         }
 
 
-def _yaml() -> YAML:
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
-
-
 def template(name: str) -> str:
     return resources.files("rotoscope").joinpath(f"templates/{name}").read_text()
 
 
 class Studio:
-    """A studio folder: layout, parameters and the videos registered in them."""
+    """A studio folder: its layout (:class:`Layout`), its parameters and the videos in them."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
+        self.layout = Layout(root)
+        self.root = self.layout.root
+        self._loaded: tuple[tuple[int, int], Any, studio_params.StudioParams] | None = None
 
     # -- finding one -----------------------------------------------------------------------
     @classmethod
@@ -175,84 +165,106 @@ class Studio:
                 return cls(folder)
         raise RotoscopeError(here, "not inside a rotoscope studio (run `rotoscope init` first)")
 
-    # -- layout ----------------------------------------------------------------------------
+    # -- layout (the paths themselves belong to Layout) -------------------------------------
     @property
     def params_path(self) -> Path:
-        return self.root / "params.yaml"
+        return self.layout.params
 
     def relative(self, path: Path) -> str:
-        return path.resolve().relative_to(self.root).as_posix()
+        return self.layout.relative(path)
 
     def manifest_path(self, video: str, kind: str = "source") -> Path:
-        return self.root / "manifests" / video / f"{kind}.json"
+        return self.layout.manifest(video, kind)
 
     def frames_dir(self, video: str, kind: str = "source") -> Path:
-        return self.root / "frames" / video / kind
+        return self.layout.frames_dir(video, kind)
 
     def render_path(self, video: str, kind: str = "source") -> Path:
-        return self.root / "renders" / video / f"{kind}.mp4"
+        return self.layout.render(video, kind)
 
     def partial_dir(self, job: str) -> Path:
-        """Scratch space for a job that may be killed and resumed; never a DVC output."""
-        return self.root / ".rotoscope" / "partial" / job
+        return self.layout.partial_dir(job)
 
     def segments_dir(self) -> Path:
-        """Encoded video segments kept for incremental reassembly; never a DVC output."""
-        return self.root / ".rotoscope" / "segments"
+        return self.layout.segments_dir()
 
     def log_path(self, job: str) -> Path:
-        """The last run of a job, as JSON (a stylize run's counts, say); never a DVC output."""
-        folder = self.root / ".rotoscope" / "logs"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{job}.json"
+        return self.layout.log(job)
 
     def manifest_paths(self) -> list[Path]:
-        return sorted((self.root / "manifests").glob("*/*.json"))
+        return sorted(self.layout.inside(p) for p in self.layout.manifests_dir().glob("*/*.json"))
 
     # -- parameters ------------------------------------------------------------------------
-    def params(self) -> Any:
+    def _load(self) -> tuple[Any, studio_params.StudioParams]:
+        """params.yaml, read and validated once per change of the file."""
+        path = self.params_path
         try:
-            document = _yaml().load(self.params_path.read_text(encoding="utf-8"))
+            stat = path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if self._loaded is None or self._loaded[0] != stamp:
+                if path.is_symlink() or not path.is_file():
+                    raise ParamsError(path, "must be a plain file (not a symlink or folder)")
+                document, model = studio_params.parse(path.read_text(encoding="utf-8"), path)
+                self._loaded = (stamp, document, model)
         except FileNotFoundError:
-            raise RotoscopeError(self.params_path, "missing (run `rotoscope init`)") from None
-        except Exception as error:  # ruamel raises many types, all meaning "not valid YAML"
-            raise RotoscopeError(self.params_path, f"invalid YAML ({error})") from None
-        if not isinstance(document, dict):
-            raise RotoscopeError(self.params_path, "must be a mapping of sections")
-        return document
+            raise ParamsError(path, "missing (run `rotoscope init`)") from None
+        except UnicodeDecodeError:
+            raise ParamsError(path, "not a text file (invalid UTF-8)") from None
+        return self._loaded[1], self._loaded[2]
+
+    def params(self) -> Any:
+        """The validated document, comments kept (edit it and :meth:`save_params` it)."""
+        return self._load()[0]
+
+    def config(self) -> studio_params.StudioParams:
+        """The validated parameters as records."""
+        return self._load()[1]
+
+    def params_text(self, document: Any) -> str:
+        """``document`` as params.yaml text, validated: we never write what we could not read back."""
+        buffer = io.StringIO()
+        round_trip_yaml().dump(document, buffer)
+        text = buffer.getvalue()
+        studio_params.parse(text, self.params_path)
+        return text
 
     def save_params(self, document: Any) -> None:
-        buffer = io.StringIO()
-        _yaml().dump(document, buffer)
-        atomic_write_text(self.params_path, buffer.getvalue())
+        self.write_params_text(self.params_text(document))
 
-    def videos(self, document: Any = None) -> dict[str, Any]:
-        return dict((document or self.params()).get("videos") or {})
+    def write_params_text(self, text: str) -> None:
+        atomic_write_text(self.params_path, text)
+        self._loaded = None
 
-    def video_entry(self, name: str, document: Any = None) -> dict[str, Any]:
-        videos = self.videos(document)
+    def videos(self) -> dict[str, studio_params.VideoParams]:
+        return self.config().videos
+
+    def video_entry(self, name: str) -> studio_params.VideoParams:
+        videos = self.videos()
         if name not in videos:
             known = ", ".join(videos) or "none yet; add one with `rotoscope add VIDEO`"
-            raise RotoscopeError(self.params_path, f"no video named {name!r} (known: {known})")
-        return dict(videos[name])
+            raise ParamsError(self.params_path, f"no video named {name!r} (known: {known})")
+        return videos[name]
+
+    def video_file(self, name: str) -> Path:
+        return self.layout.recorded(self.video_entry(name).file, f"videos.{name}.file")
 
     def split_job(self, name: str) -> tuple[Path, SplitSettings]:
         """The video file to split and its settings (its own overrides on top of ``split:``)."""
-        document = self.params()
-        entry = self.video_entry(name, document)
-        section = dict(document.get("split") or {})
-        section.update(entry.get("split") or {})
-        return self.root / entry["file"], SplitSettings.from_params(section, self.params_path)
+        config = self.config()
+        entry = self.video_entry(name)
+        section = {**config.split, **entry.split}
+        return self.video_file(name), SplitSettings.from_params(section, self.params_path)
+
+    def render_names(self) -> list[str]:
+        return list(self.config().renders)
 
     def render_job(self, name: str) -> RenderJob:
-        document = self.params()
-        renders = dict(document.get("renders") or {})
-        if name not in renders:
-            known = ", ".join(renders) or "none yet; add one with `rotoscope render new`"
-            raise RotoscopeError(self.params_path, f"no render named {name!r} (known: {known})")
-        shared = dict(document.get("stylize") or {})
-        job = RenderJob.from_params(name, dict(renders[name] or {}), shared, self.params_path)
-        self.video_entry(job.video, document)
+        config = self.config()
+        if name not in config.renders:
+            known = ", ".join(config.renders) or "none yet; add one with `rotoscope render new`"
+            raise ParamsError(self.params_path, f"no render named {name!r} (known: {known})")
+        job = RenderJob.from_params(name, config.renders[name], config.stylize, self.params_path)
+        self.video_entry(job.video)
         return job
 
     def add_render(self, name: str, entry: dict[str, Any]) -> None:
@@ -260,33 +272,40 @@ class Studio:
         that its filter exists: filters sit above the studio)."""
         check_name(name, "render name")
         if name == "source":
-            raise RotoscopeError(self.params_path, "'source' names the split frames; pick another name")
+            raise ParamsError(self.params_path, "'source' names the split frames; pick another name")
         document = self.params()
-        self.video_entry(entry["video"], document)
-        RenderJob.from_params(name, entry, dict(document.get("stylize") or {}), self.params_path)
+        self.video_entry(entry["video"])
+        RenderJob.from_params(name, entry, self.config().stylize, self.params_path)
         if document.get("renders") is None:
             document["renders"] = {}
         document["renders"][name] = entry
         self.save_params(document)
 
-    def encode_settings(self) -> EncodeSettings:
-        section = dict(self.params().get("reassemble") or {})
-        known = set(EncodeSettings.__dataclass_fields__)
-        unknown = set(section) - known
-        if unknown:
-            raise RotoscopeError(self.params_path, f"reassemble: unknown keys {sorted(unknown)}")
-        return EncodeSettings(**section)
+    def encode_settings(self, overrides: dict[str, Any] | None = None) -> EncodeSettings:
+        """The ``reassemble:`` section, with any command-line ``overrides`` (None: keep), checked."""
+        section = {**self.config().reassemble}
+        section.update({key: value for key, value in (overrides or {}).items() if value is not None})
+        try:
+            return EncodeSettings(**section).validate(self.params_path)
+        except RotoscopeError as error:
+            raise ParamsError(self.params_path, f"reassemble: {error.problem}") from None
 
     # -- videos ----------------------------------------------------------------------------
     def add_video(self, source: Path, name: str | None = None) -> tuple[str, Path]:
         """Copy a video in, track it with DVC and register it; refuses bad files before writing."""
         name = check_name(name or name_from_path(source), "video name")
         probe(source)  # a file we could not split never enters the studio
-        target = self.root / "videos" / f"{name}{source.suffix.lower() or '.mp4'}"
+        target = self.layout.video_file(name, source.suffix.lower() or ".mp4")
         entry = self.videos().get(name)
-        if entry is not None and (self.root / entry["file"]) != target:
-            raise RotoscopeError(source, f"a video named {name!r} is already registered; pick --name")
-        if not (target.exists() and md5_file(target) == md5_file(source)):
+        if entry is not None:
+            registered = self.layout.recorded(entry.file, f"videos.{name}.file")
+            if registered != target or not (target.is_file() and md5_file(target) == md5_file(source)):
+                raise ParamsError(
+                    source,
+                    f"a different video is already registered as {name!r} ({entry.file}); "
+                    "pick another --name",
+                )
+        else:
             atomic_copy(source, target)
         dvc_track(self.root, target)
         document = self.params()
@@ -315,7 +334,11 @@ def init_studio(root: Path, remote: Path | None = None) -> tuple[Studio, list[st
     import git
 
     root = root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    _check_new_home(root, remote)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise storage_error(error) from None
     created: list[str] = []
     try:
         repo = git.Repo(root, search_parent_directories=True)
@@ -352,6 +375,20 @@ def init_studio(root: Path, remote: Path | None = None) -> tuple[Studio, list[st
         created.append(f"remote {DEFAULT_REMOTE_NAME} -> {location}")
     repo.git.add("--", *(str(p) for p in _stageable(root)))
     return Studio(root), created
+
+
+def _check_new_home(root: Path, remote: Path | None) -> None:
+    """Refuse a studio where it cannot be or should not be: on a file, inside another studio (its
+    DVC and params would silently take over), or with its remote inside its own work tree."""
+    if root.exists() and not root.is_dir():
+        raise RotoscopeError(root, "exists and is not a folder")
+    for folder in root.parents:
+        if (folder / "params.yaml").is_file() and (folder / ".dvc").is_dir():
+            raise RotoscopeError(root, f"inside the studio {folder}; make a studio outside it")
+    if remote is not None and remote.resolve().is_relative_to(root):
+        raise RotoscopeError(
+            remote, "the remote is inside the studio, where `git add -A` would take its blobs; put it outside"
+        )
 
 
 def _ensure_gitignore(path: Path, wanted: str) -> list[str]:

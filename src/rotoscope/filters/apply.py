@@ -16,16 +16,17 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import ParamsError, RotoscopeError
 from rotoscope.filters import instant
 from rotoscope.filters.card import load_card
 from rotoscope.filters.catalogue import filter_entry
 from rotoscope.filters.inference import StyleNetwork, read_network
-from rotoscope.store import md5_file
+from rotoscope.store import md5_file, require_file
 from rotoscope.studio import Studio
 
 APPLY_VERSION = 2  # bump when a change here changes what a filter makes of a picture (reuse keys)
 DEFAULT_MEMORY_MB = 1024
+MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 1 << 20  # below 64 MB a tile is thinner than its overlaps
 TILE_OVERLAP = 64
 _LIVE_TENSORS = 12  # full-resolution activations alive at once in the transformer, measured loosely
 
@@ -127,6 +128,11 @@ class InstantStylizer:
 
 def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB) -> Stylizer:
     """The filter ``name``, checked against its card: a model that is not the card's is refused."""
+    if not isinstance(memory_mb, int) or not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+        raise ParamsError(
+            None,
+            f"--memory-mb must be a whole number from {MIN_MEMORY_MB} to {MAX_MEMORY_MB}, not {memory_mb}",
+        )
     entry = filter_entry(studio, name)
     card = load_card(entry.card)
     if card.model is None:
@@ -215,6 +221,44 @@ def stylize_tiled(network, picture: np.ndarray, tile: int, overlap: int) -> np.n
     return total
 
 
+@dataclass(frozen=True)
+class PictureJob:
+    source: Path
+    target: Path
+
+
+def picture_jobs(source: Path, out: Path, filter_name: str) -> list[PictureJob]:
+    """Which pictures ``stylize-image`` reads and writes. A folder's photos go into the folder ``out``
+    as ``<stem>.<filter>.<ext>`` (PNG where the type cannot be written, a BMP say), skipping its
+    own earlier outputs when ``out`` is the same folder; one photo goes to ``out``, or into it
+    when ``out`` is a folder."""
+    if not source.is_dir():
+        require_file(source, "photo")
+        target = out / _output_name(source, filter_name) if out.is_dir() else out
+        return [PictureJob(source, target)]
+    if out.exists() and not out.is_dir():
+        raise RotoscopeError(out, "a folder of photos needs a folder to write into, not a file")
+    same_folder = out.resolve() == source.resolve()
+    jobs = [
+        PictureJob(photo, out / _output_name(photo, filter_name))
+        for photo in picture_files(source)
+        if not (same_folder and _is_output(photo, filter_name))
+    ]
+    if not jobs:
+        raise RotoscopeError(source, "only stylized outputs in this folder, no photos")
+    return jobs
+
+
+def _output_name(photo: Path, filter_name: str) -> str:
+    suffix = photo.suffix.lower() if photo.suffix.lower() in WRITABLE_SUFFIXES else ".png"
+    return f"{photo.stem}.{filter_name}{suffix}"
+
+
+def _is_output(photo: Path, filter_name: str) -> bool:
+    """``<stem>.<filter>.<ext>``: what an earlier run with this filter wrote."""
+    return Path(photo.stem).suffix == f".{filter_name}"
+
+
 def picture_files(path: Path) -> list[Path]:
     """A photo, or the photos in a folder (not recursive), sorted."""
     if path.is_dir():
@@ -226,3 +270,4 @@ def picture_files(path: Path) -> list[Path]:
 
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+WRITABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")  # see images.save_picture

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rotoscope import schemas
+from rotoscope.errors import CardError
 from rotoscope.store import atomic_write_text
 
 SCHEMA_ID = "rotoscope.filter/1"
@@ -49,18 +50,22 @@ class FilterCard:
 
 
 def load_card(path: Path) -> FilterCard:
-    document = schemas.read_json(path, "filter card")
-    schemas.check(document, "filter", path)
+    document = schemas.read_json(path, "filter card", CardError)
+    schemas.check(document, "filter", path, CardError)
     body = {key: value for key, value in document.items() if key != "schema"}
     body["provenance"] = Provenance(**body["provenance"])
     return FilterCard(**body)
 
 
-def save_card(card: FilterCard, path: Path) -> None:
-    """Validate, then write atomically: a card on disk always reads back."""
+def check_card(card: FilterCard, path: Path) -> str:
+    """The card's text, validated: a card on disk always reads back."""
     text = card.to_json()
-    schemas.check(json.loads(text), "filter", path)
-    atomic_write_text(path, text)
+    schemas.check(json.loads(text), "filter", path, CardError)
+    return text
+
+
+def save_card(card: FilterCard, path: Path) -> None:
+    atomic_write_text(path, check_card(card, path))
 
 
 def normalise_categories(categories: list[str]) -> list[str]:

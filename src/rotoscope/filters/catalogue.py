@@ -10,11 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rotoscope.errors import RotoscopeError
-from rotoscope.filters.card import CARD_NAME, KINDS, FilterCard, Kind, Provenance, load_card, save_card
+from rotoscope.errors import ParamsError
+from rotoscope.filters.card import (
+    CARD_NAME,
+    KINDS,
+    FilterCard,
+    Kind,
+    Provenance,
+    check_card,
+    load_card,
+    save_card,
+)
+from rotoscope.layout import check_name
 from rotoscope.media.images import open_picture
+from rotoscope.params import FilterParams
 from rotoscope.store import atomic_copy, dvc_track, md5_file
-from rotoscope.studio import Studio, check_name
+from rotoscope.studio import Studio
 
 MODEL_FILES: dict[str, str] = {"trained": "model.keras", "instant": "model.npy"}
 
@@ -32,34 +43,34 @@ class FilterEntry:
 
 
 def filter_dir(studio: Studio, name: str) -> Path:
-    return studio.root / "filters" / name
+    return studio.layout.filter_dir(name)
 
 
-def filter_entries(studio: Studio, document: Any = None) -> dict[str, FilterEntry]:
-    section = (document or studio.params()).get("filters") or {}
-    return {name: _entry(studio, name, dict(item or {})) for name, item in section.items()}
+def filter_entries(studio: Studio) -> dict[str, FilterEntry]:
+    return {name: _entry(studio, item) for name, item in studio.config().filters.items()}
 
 
-def filter_entry(studio: Studio, name: str, document: Any = None) -> FilterEntry:
-    entries = filter_entries(studio, document)
+def filter_entry(studio: Studio, name: str) -> FilterEntry:
+    entries = filter_entries(studio)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none yet; make one with `rotoscope filter new`"
-        raise RotoscopeError(studio.params_path, f"no filter named {name!r} (known: {known})")
+        raise ParamsError(studio.params_path, f"no filter named {name!r} (known: {known})")
     return entries[name]
 
 
-def _entry(studio: Studio, name: str, item: dict[str, Any]) -> FilterEntry:
-    kind = item.get("kind")
-    if kind not in KINDS:
-        raise RotoscopeError(studio.params_path, f"filters.{name}.kind must be one of {', '.join(KINDS)}")
-    folder = filter_dir(studio, name)
+def _entry(studio: Studio, item: FilterParams) -> FilterEntry:
+    """Paths from params.yaml (checked by its schema to lie in filters/<name>/), resolved inside
+    the studio: a committed symlink there is refused, not followed."""
+    layout = studio.layout
+    folder = layout.filter_dir(item.name)
+    model = item.model or f"filters/{item.name}/{MODEL_FILES[item.kind]}"
     return FilterEntry(
-        name=name,
-        kind=kind,
-        style=studio.root / str(item.get("style", "")),
-        model=studio.root / str(item.get("model", studio.relative(folder / MODEL_FILES[kind]))),
-        card=folder / CARD_NAME,
-        train=dict(item.get("train") or {}),
+        name=item.name,
+        kind=item.kind,  # type: ignore[arg-type]
+        style=layout.recorded(item.style, f"filters.{item.name}.style"),
+        model=layout.recorded(model, f"filters.{item.name}.model"),
+        card=layout.inside(folder / CARD_NAME, f"filters/{item.name}/{CARD_NAME}"),
+        train=dict(item.train),
     )
 
 
@@ -77,27 +88,25 @@ def new_filter(
     """
     check_name(name, "filter name")
     if kind not in KINDS:
-        raise RotoscopeError(name, f"unknown filter kind {kind!r}; use {' or '.join(KINDS)}")
+        raise ParamsError(name, f"unknown filter kind {kind!r}; use {' or '.join(KINDS)}")
     picture = open_picture(style)
     folder = filter_dir(studio, name)
     card_path = folder / CARD_NAME
-    if card_path.exists():
-        raise RotoscopeError(card_path, f"a filter named {name!r} already exists; pick another name")
-    target = folder / f"style{style.suffix.lower() or '.jpg'}"
-    atomic_copy(style, target)
-    dvc_track(studio.root, target)
+    if card_path.exists() or name in studio.config().filters:
+        raise ParamsError(card_path, f"a filter named {name!r} already exists; pick another name")
+    target = studio.layout.inside(folder / f"style{style.suffix.lower() or '.jpg'}")
     card = FilterCard(
         name=name,
         kind=kind,
         style={
             "file": studio.relative(target),
-            "md5": md5_file(target),
+            "md5": md5_file(style),
             "width": picture.width,
             "height": picture.height,
         },
         provenance=provenance,
     )
-    save_card(card, card_path)
+    check_card(card, card_path)  # everything is checked before anything is written
     document = studio.params()
     if document.get("filters") is None:
         document["filters"] = {}
@@ -109,7 +118,11 @@ def new_filter(
     if train:
         item["train"] = train
     document["filters"][name] = item
-    studio.save_params(document)
+    params_text = studio.params_text(document)
+    atomic_copy(style, target)
+    dvc_track(studio.root, target)
+    save_card(card, card_path)
+    studio.write_params_text(params_text)
     return filter_entry(studio, name)
 
 
