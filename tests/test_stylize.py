@@ -18,6 +18,7 @@ from conftest import CHANGED, FRAMES, dvc, git, repro, rotoscope, set_param, wri
 from PIL import Image
 
 from rotoscope import manifest as manifests
+from rotoscope.media.synth import painting
 from rotoscope.studio import Studio
 
 
@@ -283,6 +284,9 @@ def test_a_killed_stylize_run_resumes(render_studio: Studio, tmp_path: Path) -> 
 def test_stylize_and_diff_refuse_bad_requests(render_studio: Studio, tmp_path: Path) -> None:
     root = render_studio.root
     dvc("repro", "split@clip", cwd=root)
+    Image.fromarray(painting(160, 120)).save(tmp_path / "deep.png")
+    rotoscope("filter", "new", "deep", "--style", str(tmp_path / "deep.png"), cwd=root)  # trained: not yet
+    rotoscope("render", "new", "look", "--video", "clip", "--filter", "deep", cwd=root)
     no_model = rotoscope("stylize", "look", cwd=root, check=False)
     assert no_model.returncode == 1 and "has no model yet" in no_model.stderr
     assert len(no_model.stderr.strip().splitlines()) == 1

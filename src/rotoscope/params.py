@@ -124,10 +124,7 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 def _known_keys(schema: dict[str, Any]) -> list[str]:
-    keys = set(schema.get("properties", {}))
-    for part in schema.get("allOf", []):
-        keys |= set(_resolve(part).get("properties", {}))
-    return sorted(keys)
+    return sorted(_resolve(schema).get("properties", {}))
 
 
 def _resolve(schema: dict[str, Any]) -> dict[str, Any]:

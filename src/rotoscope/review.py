@@ -4,20 +4,34 @@ review page of a diff between two revisions."""
 from __future__ import annotations
 
 import base64
-import html
+import hashlib
 import io
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+import jinja2
+from markupsafe import Markup, escape
 from PIL import Image, ImageDraw, ImageFont
 
 from rotoscope import manifest as manifests
 from rotoscope.errors import RotoscopeError
-from rotoscope.history import ManifestChange, RevisionDiff, Revisions, describe, ranges_text
+from rotoscope.history import (
+    ManifestChange,
+    RevisionDiff,
+    Revisions,
+    card_line,
+    describe,
+    ranges_text,
+    remote_settings,
+    value_text,
+)
 from rotoscope.manifest import Manifest
 from rotoscope.store import BlobCheck, BlobStore, atomic_write_text, dvc_fetch_files
+from rotoscope.text import terminal
 
 
 @dataclass(frozen=True)
@@ -188,6 +202,7 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width:
 THUMB_WIDTH = 240
 SAMPLES_PER_RANGE = 3  # first, middle and last frame of each changed range
 MAX_SAMPLES = 36  # per manifest: a page a reviewer can scroll, whatever the change
+MAX_PICTURE_PIXELS = 64 << 20  # a blob bigger than any frame is not decoded for a thumbnail
 
 
 def sampled_frames(ranges: list[tuple[int, int]]) -> list[int]:
@@ -202,33 +217,92 @@ def sampled_frames(ranges: list[tuple[int, int]]) -> list[int]:
 class PagePair:
     index: int
     seconds: float
-    before: str | None  # md5 of the frame at the older revision
+    before: str | None  # md5 of the frame at the older revision (validated: 32 hex digits)
     after: str | None
+
+
+@dataclass(frozen=True)
+class PageSide:
+    label: str  # before, after
+    md5: str
+    uri: str | None  # a data: URI of the thumbnail; None when the blob is nowhere
+    note: str  # why there is no thumbnail
+
+
+@dataclass(frozen=True)
+class PageFrame:
+    index: int
+    seconds: float
+    sides: tuple[PageSide, PageSide]  # before, after
+
+
+@dataclass(frozen=True)
+class PageSection:
+    """One manifest whose frames changed, as the template shows it (plain text: it escapes)."""
+
+    path: str
+    description: str
+    ranges: str
+    settings: list[tuple[str, str, str]]  # key, before, after
+    card: str | None  # the new filter card's name, kind and artwork
+    pairs: list[PageFrame]
+
+
+@dataclass(frozen=True)
+class PageItem:
+    path: str
+    description: str
 
 
 def review_page(root: Path, report: RevisionDiff, out: Path, remote: str | None = None) -> int:
     """A self-contained HTML page: side-by-side thumbnails of each changed range. Returns how many.
 
     Frames come by md5 from the DVC cache; those missing are fetched from the remote, and only
-    those (a granular fetch of the sampled frame files at each revision).
+    those (a granular fetch of the sampled frame files at each revision). Manifests are validated
+    again here (a report may come from anywhere): one that fails is listed as refused, and no
+    frame of it is fetched or shown.
     """
     history, store = Revisions(root), BlobStore(root)
-    sections: list[tuple[ManifestChange, list[PagePair]]] = []
+    fetchable = fetchable_revisions(history, report)
+    sections: list[PageSection] = []
+    refused = [PageItem(c.path, describe(c)) for c in report.manifests if c.status == "invalid"]
     for change in report.manifests:
         if change.status != "changed" or not change.frames.changed:
             continue
-        before = manifests.from_dict(history.json(report.rev_a, change.path) or {})
-        after = manifests.from_dict(history.json(report.rev_b, change.path) or {})
+        try:
+            before = history.manifest(report.rev_a, change.path)
+            after = history.manifest(report.rev_b, change.path)
+        except RotoscopeError as error:
+            refused.append(PageItem(change.path, f"refused: {error}"))
+            continue
+        if before is None or after is None:
+            refused.append(PageItem(change.path, "refused: no longer in both revisions"))
+            continue
         pairs = [
             PagePair(i, after.seconds(after.frames[i].pts), before.frames[i].md5, after.frames[i].md5)
             for i in sampled_frames(change.frames.changed)
+            if i < len(before.frames) and i < len(after.frames)
         ]
-        _fetch_missing(store, report, before, after, pairs, remote)
-        sections.append((change, pairs))
-    page = _page_html(report, sections, lambda md5: _thumbnail_uri(store, md5))
+        _fetch_missing(store, report, before, after, pairs, remote, fetchable)
+        sections.append(_section(change, pairs, store, fetchable, report))
+    others = [
+        PageItem(c.path, describe(c))
+        for c in report.manifests
+        if c.status not in ("unchanged", "invalid") and not c.frames.changed
+    ]
+    page = page_html(report, sections, refused, others)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, page)
-    return sum(len(pairs) for _, pairs in sections)
+    return sum(len(section.pairs) for section in sections)
+
+
+def fetchable_revisions(history: Revisions, report: RevisionDiff) -> set[str]:
+    """The revisions whose frames may be fetched: DVC fetches a revision's frames from the remotes
+    that revision's own ``.dvc/config`` names, so the newer one only when they are the older one's
+    (a fork's remote could be anyone's server, or a local folder of someone else's pictures)."""
+    base = remote_settings(history, report.rev_a)
+    newer = remote_settings(history, report.rev_b)
+    return {report.rev_a} | ({report.rev_b} if newer is not None and newer == base else set())
 
 
 def _fetch_missing(
@@ -238,10 +312,15 @@ def _fetch_missing(
     after: Manifest,
     pairs: list[PagePair],
     remote: str | None,
+    fetchable: set[str],
 ) -> None:
     for rev, manifest, side in ((report.rev_a, before, "before"), (report.rev_b, after, "after")):
+        if rev not in fetchable:
+            continue
+        # The frame's path as the revision tracks it (frames_dir is validated: frames/NAME/NAME),
+        # not resolved through whatever the work tree holds there now.
         wanted = [
-            manifest.frame_path(store.root, manifest.frames[pair.index])
+            store.root / manifest.frames_dir / manifest.frame_filename(manifest.frames[pair.index])
             for pair in pairs
             if not store.cache_path(getattr(pair, side)).is_file()
         ]
@@ -249,93 +328,123 @@ def _fetch_missing(
             dvc_fetch_files(store.root, wanted, rev, remote)
 
 
-def _thumbnail_uri(store: BlobStore, md5: str) -> str | None:
-    path = store.cache_path(md5)
+def _section(
+    change: ManifestChange, pairs: list[PagePair], store: BlobStore, fetchable: set[str], report: RevisionDiff
+) -> PageSection:
+    settings = [(key, value_text(a), value_text(b)) for key, (a, b) in change.settings.items()]
+    shown = [
+        PageFrame(
+            pair.index,
+            pair.seconds,
+            (
+                _side(store, "before", pair.before, report.rev_a in fetchable),
+                _side(store, "after", pair.after, report.rev_b in fetchable),
+            ),
+        )
+        for pair in pairs
+    ]
+    card = card_line(change.filter_card) if change.filter_card else None
+    return PageSection(
+        change.path, describe(change), ranges_text(change.frames.changed), settings, card, shown
+    )
+
+
+def _side(store: BlobStore, label: str, md5: str | None, fetched: bool) -> PageSide:
+    note = "not in cache or remote" if fetched else "not fetched: this revision moves the DVC remotes"
+    return PageSide(label, md5 or "", thumbnail_uri(store, md5) if md5 else None, note)
+
+
+def thumbnail_uri(store: BlobStore, md5: str) -> str | None:
+    """The cached blob ``md5`` as a small JPEG data: URI; None when it is not there or not a picture."""
+    try:
+        path = store.cache_path(md5)  # refuses anything but 32 hex digits
+    except RotoscopeError:
+        return None
     if not path.is_file():
         return None
-    with Image.open(path) as picture:
-        thumb = picture.convert("RGB")
+    try:
+        with Image.open(path) as picture:
+            if picture.width * picture.height > MAX_PICTURE_PIXELS:
+                return None
+            picture.draft("RGB", (THUMB_WIDTH, THUMB_WIDTH * 4))  # JPEG: decode at a fraction
+            thumb = picture.convert("RGB")
         thumb.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        thumb.save(buffer, "JPEG", quality=85)
+    except (OSError, ValueError, Image.DecompressionBombError):  # a blob that is not a picture
+        return None
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-Thumbnail = Callable[[str], str | None]  # md5 -> a data: URI, or None when the blob is nowhere
-_STYLE = (
+_STYLE = Markup(  # the page's own: not escaped, allowed by hash in the Content-Security-Policy
     "body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
     ".pair{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}"
     ".pair img{display:block;border:1px solid #999}.side{display:inline-block;margin-right:4px}"
     ".missing{width:240px;height:135px;background:#eee;display:flex;align-items:center;"
-    "justify-content:center;color:#900}code{font-size:12px}"
+    "justify-content:center;color:#900}code{font-size:12px;white-space:pre-wrap;word-break:break-all}"
+    ".warnings{border:2px solid #c60;background:#fff4e5;padding:4px 16px;margin-bottom:16px}"
 )
-_COUNT_LOADED_IMAGES = (  # lets a headless browser (and a test) tell that every thumbnail decoded
-    "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+_COUNT_LOADED_IMAGES = Markup(  # lets a headless browser (and a test) tell that every thumbnail decoded
+    "window.addEventListener('load',()=>{const i=[...document.images];"
     "document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;"
-    "document.body.dataset.images=i.length;});</script>"
+    "document.body.dataset.images=i.length;});"
 )
 
 
-def _page_html(
-    report: RevisionDiff, sections: list[tuple[ManifestChange, list[PagePair]]], thumbnail: Thumbnail
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+# Nothing but the page itself: its one style and script (by hash), pictures only as data: URIs,
+# no request anywhere, so a value that slipped through could still neither load nor send a thing.
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; img-src data:; style-src {_csp_hash(_STYLE)}; "
+    f"script-src {_csp_hash(_COUNT_LOADED_IMAGES)}; base-uri 'none'; form-action 'none'"
+)
+
+
+def _printable(value: Any) -> Any:
+    """Every value shown without control characters (an ESC from a card title means nothing on a
+    page, and a reviewer who copies it into a terminal should not carry it along), escaped, with
+    '=' too: hostile text never reads as ``name=value`` in the page's source, whatever reads it."""
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    return Markup(str(escape(terminal(value))).replace("=", "&#61;"))
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("rotoscope", "templates"),
+        autoescape=True,  # every value on the page is escaped unless it is one of our Markup constants
+        finalize=_printable,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def page_html(
+    report: RevisionDiff,
+    sections: list[PageSection],
+    refused: list[PageItem],
+    others: list[PageItem],
 ) -> str:
-    title = f"rotoscope diff {html.escape(report.rev_a)} → {html.escape(report.rev_b)}"
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
-        f"<style>{_STYLE}</style></head><body><h1>{title}</h1>",
-        _params_html(report.params),
-        *(_section_html(change, pairs, thumbnail) for change, pairs in sections),
-    ]
-    others = [c for c in report.manifests if c.status != "unchanged" and not c.frames.changed]
-    if others:
-        items = "".join(
-            f"<li><code>{html.escape(c.path)}</code>: {html.escape(describe(c))}</li>" for c in others
+    return (
+        _templates()
+        .get_template("review.html.j2")
+        .render(
+            title=f"rotoscope diff {report.rev_a} → {report.rev_b}",
+            csp=CONTENT_SECURITY_POLICY,
+            style=_STYLE,
+            script=_COUNT_LOADED_IMAGES,
+            warnings=report.warnings,
+            params=[(key, value_text(a), value_text(b)) for key, (a, b) in report.params.items()],
+            sections=sections,
+            refused=refused,
+            others=others,
+            thumb_width=THUMB_WIDTH,
         )
-        parts.append(f"<h2>Other changes</h2><ul>{items}</ul>")
-    if not sections and not others:
-        parts.append("<p>No frame changed.</p>")
-    parts.append(f"{_COUNT_LOADED_IMAGES}</body></html>")
-    return "\n".join(part for part in parts if part) + "\n"
-
-
-def _params_html(params: dict[str, tuple[object, object]]) -> str:
-    if not params:
-        return ""
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td><code>{esc(key)}</code></td><td>{esc(str(a))}</td><td>{esc(str(b))}</td></tr>"
-        for key, (a, b) in params.items()
     )
-    return f"<h2>Parameters</h2><table><tr><th>key</th><th>before</th><th>after</th></tr>{rows}</table>"
-
-
-def _section_html(change: ManifestChange, pairs: list[PagePair], thumbnail: Thumbnail) -> str:
-    esc = html.escape
-    ranges = esc(ranges_text(change.frames.changed))
-    parts = [
-        f"<h2><code>{esc(change.path)}</code></h2><p>{esc(describe(change))}; changed frames {ranges}</p>"
-    ]
-    if change.settings:
-        items = "".join(
-            f"<li><code>{esc(k)}</code>: {esc(str(a))} → {esc(str(b))}</li>"
-            for k, (a, b) in change.settings.items()
-        )
-        parts.append(f"<ul>{items}</ul>")
-    for pair in pairs:
-        sides = "".join(
-            _side_html(label, md5, thumbnail)
-            for label, md5 in (("before", pair.before), ("after", pair.after))
-        )
-        parts.append(f"<div class='pair'><div>frame {pair.index} ({pair.seconds:.3f} s)</div>{sides}</div>")
-    return "\n".join(parts)
-
-
-def _side_html(label: str, md5: str | None, thumbnail: Thumbnail) -> str:
-    uri = thumbnail(md5) if md5 else None
-    picture = (
-        f"<img src='{uri}' alt='{label} {md5}' width='{THUMB_WIDTH}'>"
-        if uri
-        else f"<div class='missing'>{label}: not in cache or remote</div>"
-    )
-    return f"<div class='side'>{picture}<code>{label} {html.escape((md5 or '')[:8])}</code></div>"

@@ -285,19 +285,19 @@ class Studio:
         """The ``reassemble:`` section, with any command-line ``overrides`` (None: keep), checked."""
         section = {**self.config().reassemble}
         section.update({key: value for key, value in (overrides or {}).items() if value is not None})
-        try:
-            return EncodeSettings(**section).validate(self.params_path)
-        except RotoscopeError as error:
-            raise ParamsError(self.params_path, f"reassemble: {error.problem}") from None
+        return EncodeSettings.from_section(section, self.params_path)
 
     # -- videos ----------------------------------------------------------------------------
     def add_video(self, source: Path, name: str | None = None) -> tuple[str, Path]:
         """Copy a video in, track it with DVC and register it; refuses bad files before writing."""
+        chosen = name
         name = check_name(name or name_from_path(source), "video name")
         probe(source)  # a file we could not split never enters the studio
         target = self.layout.video_file(name, source.suffix.lower() or ".mp4")
         entry = self.videos().get(name)
-        if entry is not None:
+        if entry is not None and (chosen is None or self.layout.recorded(entry.file, "videos") != target):
+            # a name made from the file ("my clip.mp4" and "my-clip.mp4" both give my-clip) never
+            # replaces another video; `--name` given again is a re-shoot of that video
             registered = self.layout.recorded(entry.file, f"videos.{name}.file")
             if registered != target or not (target.is_file() and md5_file(target) == md5_file(source)):
                 raise ParamsError(
@@ -305,7 +305,7 @@ class Studio:
                     f"a different video is already registered as {name!r} ({entry.file}); "
                     "pick another --name",
                 )
-        else:
+        if not (target.is_file() and md5_file(target) == md5_file(source)):
             atomic_copy(source, target)
         dvc_track(self.root, target)
         document = self.params()
@@ -356,7 +356,7 @@ def init_studio(root: Path, remote: Path | None = None) -> tuple[Studio, list[st
         if not (root / name).exists():
             atomic_write_text(root / name, text)
             created.append(name)
-    created += _ensure_gitignore(root / ".gitignore", template("gitignore"))
+    created += ensure_gitignore(root / ".gitignore", template("gitignore"))
     for folder in _FOLDERS:
         keep = root / folder / ".gitkeep"
         if not (root / folder).exists():
@@ -391,7 +391,7 @@ def _check_new_home(root: Path, remote: Path | None) -> None:
         )
 
 
-def _ensure_gitignore(path: Path, wanted: str) -> list[str]:
+def ensure_gitignore(path: Path, wanted: str) -> list[str]:
     current = path.read_text(encoding="utf-8") if path.exists() else ""
     have = set(current.splitlines())
     rules = [line for line in wanted.splitlines() if line and not line.startswith("#")]

@@ -5,7 +5,10 @@ frames an incremental render changes, and its CPU kernels are slower on these th
 ONNX Runtime's. Why this is safe: the ``.keras`` archive's ``config.json`` (the layer graph) and
 ``model.weights.h5`` (the arrays) are parsed as data and translated layer by layer into an ONNX
 graph; only the layer types :mod:`rotoscope.filters.network` builds are understood, so nothing in
-the file can run code. TensorFlow is only needed to train.
+the file can run code. Model files come from strangers' pull requests, so every size, nesting
+depth, layer argument, link and array is checked against the limits below before it is used, and
+anything else is refused with one line (:class:`~rotoscope.errors.RefusedModelError`). TensorFlow
+is only needed to train.
 
 The graph keeps Keras's semantics: NHWC in and out, reflection padding, bilinear upsampling with
 half-pixel centres (``tf.image.resize``), instance normalisation. For tiled pictures two variants
@@ -17,16 +20,20 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
+import struct
 import zipfile
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import MissingBlobError, RefusedModelError, RotoscopeError
 
 OPSET = 17  # ReduceMean still takes its axes as an attribute
 IR_VERSION = 8  # what ONNX Runtime 1.17, the oldest we support, reads
@@ -68,6 +75,7 @@ class StyleNetwork:
     layers: list[_Layer]
     weights: dict[str, list[np.ndarray]]
     output: str
+    min_side: int = 1  # the smallest picture side its reflection paddings can mirror
     _sessions: dict[str, Any] = field(default_factory=dict, repr=False)
     _graphs: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -81,12 +89,12 @@ class StyleNetwork:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """NHWC float32 RGB 0-255 in (sides multiples of 4), the stylized batch out (unclipped)."""
-        return self._session("whole").run(["styled"], {"picture": _float32(batch)})[0]
+        return self._session("whole").run(["styled"], {"picture": self._picture(batch)})[0]
 
     def norm_statistics(self, batch: np.ndarray) -> NormStatistics:
         """Each instance norm's per-channel mean and variance over one picture."""
         names = [f"mean{i}" for i in range(len(self.norms))] + [f"var{i}" for i in range(len(self.norms))]
-        values = self._session("probe").run(names, {"picture": _float32(batch)})
+        values = self._session("probe").run(names, {"picture": self._picture(batch)})
         count = len(self.norms)
         return [(values[i].reshape(-1), values[count + i].reshape(-1)) for i in range(count)]
 
@@ -99,13 +107,21 @@ class StyleNetwork:
             feeds[f"scale{i}"] = scale.astype(np.float32).reshape(1, -1, 1, 1)
             feeds[f"shift{i}"] = (beta - mean * scale).astype(np.float32).reshape(1, -1, 1, 1)
         session = self._session("fixed")
-        return lambda batch: session.run(["styled"], {"picture": _float32(batch), **feeds})[0]
+        return lambda batch: session.run(["styled"], {"picture": self._picture(batch), **feeds})[0]
 
     def onnx_model(self, variant: str = "whole") -> bytes:
         """The serialised ONNX graph: ``whole``, ``probe`` (adds norm statistics) or ``fixed``."""
         if variant not in self._graphs:  # read_network builds "whole" once to check it; keep it
             self._graphs[variant] = _GraphBuilder(self, variant).build()
         return self._graphs[variant]
+
+    def _picture(self, batch: np.ndarray) -> np.ndarray:
+        """The batch as float32, if its pictures are large enough for this network to draw."""
+        if min(batch.shape[1:3]) < self.min_side:
+            raise RotoscopeError(
+                self.path, f"pictures under {self.min_side} pixels a side are too small for this filter"
+            )
+        return np.ascontiguousarray(batch, dtype=np.float32)
 
     def _session(self, variant: str):
         if variant not in self._sessions:
@@ -122,87 +138,643 @@ class StyleNetwork:
         return self._sessions[variant]
 
 
-def _float32(batch: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(batch, dtype=np.float32)
+# -- limits on what a model file may hold --------------------------------------------------------
+#
+# Model files arrive through Git and DVC from strangers' pull requests. Every size below is checked
+# before the bytes it governs are read or allocated, so a hostile file costs at most the weights'
+# limit in memory and well under a second before it is refused. Each limit is far above what
+# network.py builds: the full-width network has 67 layers, a 56 KB config.json nested 11 deep,
+# 1.7 million parameters and 32 to 128 channels.
+
+_MIB = 1 << 20
+MAX_ARCHIVE_BYTES = 520 * _MIB  # the largest weights and config below, plus the zip's own records
+MAX_ARCHIVE_ENTRIES = 8  # Keras writes three: metadata.json, config.json, model.weights.h5
+MAX_CENTRAL_DIRECTORY_BYTES = 64 << 10  # zipfile parses all of it before any check of ours
+MAX_MEMBER_BYTES = {  # each member's size once unpacked, declared and read
+    "config.json": 4 * _MIB,
+    "model.weights.h5": 512 * _MIB,
+    "metadata.json": 64 << 10,  # never read, only allowed
+}
+MAX_JSON_DEPTH = 64  # Keras nests the layer graph 11 deep
+MAX_LAYERS = 512
+MAX_NAME_LENGTH = 256
+MAX_PARAMETERS = 64 * _MIB  # 512 MiB as float64: what the weights file may hold anyway
+MAX_CHANNELS = 4096  # the widest conv, 1024 filters, after a pixel unshuffle
+FILTERS = (1, 1024)  # bounds, inclusive, of each Conv2D argument
+KERNEL_SIDE = (1, 15)
+STRIDE = (1, 4)
+DILATION = (1, 8)
+PADDING = (0, 64)  # ReflectionPadding2D; 0 is what a 1x1 conv's padding would be
+MAX_RESCALING = 1e6  # |scale| and |offset| of a Rescaling, so they stay finite in float32
+PICTURE_MULTIPLE = 4  # apply.py pads pictures to sides a multiple of 4: no layer may divide them more
+MAX_MIN_SIDE = 64  # every filter must draw pictures this small (network.py's need 8 pixels at most)
+_FLOAT_SIZES = (2, 4, 8)  # float16, float32, float64: the only weight types read
+_HDF5_LAYOUTS = ("CONTIGUOUS", "CHUNKED", "COMPACT")  # not VIRTUAL: that reads other files
 
 
-# -- reading the archive -------------------------------------------------------------------------
+class _Refusal(Exception):
+    """What is wrong with the model file; :func:`read_network` adds the path and raises it."""
 
 
 def read_network(path: Path) -> StyleNetwork:
     """The style network in a ``.keras`` file, or one line naming the file and what is wrong."""
-    config, weights_file = _read_archive(path)
-    if config.get("class_name") != "Functional":
-        raise RotoscopeError(path, f"refused: a {config.get('class_name')!r} model is not a style network")
-    layers = [_parse_layer(path, entry) for entry in config.get("config", {}).get("layers", [])]
-    unknown = sorted({layer.kind for layer in layers} - _UNDERSTOOD)
-    if unknown:
-        raise RotoscopeError(
-            path, f"refused: layer types {', '.join(unknown)} are not part of a rotoscope style network"
-        )
-    inputs = [layer for layer in layers if layer.kind == "InputLayer"]
-    outputs = config["config"].get("output_layers") or []
-    if outputs and isinstance(outputs[0], str):  # Keras writes one output as [name, node, index]
-        outputs = [outputs]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise RotoscopeError(
-            path, f"a style network has one input and one output, not {len(inputs)}/{len(outputs)}"
-        )
-    in_shape = tuple(inputs[0].config.get("batch_shape") or ())
-    if len(in_shape) != 4 or in_shape[-1] != 3 or any(side is not None for side in in_shape[1:3]):
-        raise RotoscopeError(path, f"input shape {in_shape} is not (batch, any height, any width, 3)")
-    network = StyleNetwork(path, layers, _read_weights(path, weights_file, layers), str(outputs[0][0]))
-    out_channels = _channels(network)[network.output]
-    if out_channels != 3:
-        raise RotoscopeError(path, f"output shape (batch, height, width, {out_channels}) is not RGB")
-    network.onnx_model()  # refuses what the translation does not understand, before any work starts
+    try:
+        config_bytes, weights_bytes = _read_archive(path)
+        layers, output = _parse_model(_parse_json(config_bytes))
+        shapes = _weight_shapes(layers, output)
+        weights = _read_weights(weights_bytes, layers, shapes.arrays)
+        network = StyleNetwork(path, layers, weights, output, shapes.min_side)
+    except _Refusal as refusal:
+        raise RefusedModelError(path, f"refused: {refusal}") from None
+    network.onnx_model()  # translated once now, so nothing is left to fail once work has started
     return network
 
 
-def _read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
+# -- the zip archive
+
+
+def _read_archive(path: Path) -> tuple[bytearray, bytearray]:
+    """``config.json`` and ``model.weights.h5``, each read only once its sizes are known to fit."""
     if not path.is_file():
-        raise RotoscopeError(path, "no such model file (run `dvc pull`, or `dvc repro` to make it)")
-    if not zipfile.is_zipfile(path):
-        raise RotoscopeError(path, "not a Keras .keras archive (pickles and other formats are refused)")
+        raise MissingBlobError(path, "no such model file (run `dvc pull`, or `dvc repro` to make it)")
+    size = path.stat().st_size
+    if size > MAX_ARCHIVE_BYTES:
+        raise _Refusal(f"the archive is {size} bytes, more than the {MAX_ARCHIVE_BYTES} a filter may be")
     try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json")), archive.read("model.weights.h5")
-    except (KeyError, json.JSONDecodeError, zipfile.BadZipFile) as error:
-        raise RotoscopeError(path, f"damaged Keras archive ({error})") from None
+        with path.open("rb") as file:
+            _check_end_record(file, size)
+            with zipfile.ZipFile(file) as archive:
+                members = _members(archive)
+                config = _member_bytes(archive, members["config.json"])
+                return config, _member_bytes(archive, members["model.weights.h5"])
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error) as error:
+        raise _Refusal(f"damaged Keras archive ({_shown(error, 200)})") from None
 
 
-def _parse_layer(path: Path, entry: dict[str, Any]) -> _Layer:
-    if not isinstance(entry, dict) or "name" not in entry:
-        raise RotoscopeError(path, "damaged Keras archive (a layer without a name)")
-    inputs: list[str] = []
-    for node in entry.get("inbound_nodes", []):
-        inputs.extend(_tensor_sources(node.get("args", [])))
-    kind = str(entry.get("class_name", "")).rsplit(">", 1)[-1]
-    return _Layer(str(entry["name"]), kind, dict(entry.get("config") or {}), tuple(inputs))
+_END_RECORD = struct.Struct("<4s4H2LH")  # the zip's end of central directory record
+_ZIP64_LOCATOR = b"PK\x06\x07"
 
 
-def _tensor_sources(args: Any) -> Iterator[str]:
-    """The layers whose outputs a node's arguments name (a tensor, or a list of them for Add)."""
-    if isinstance(args, dict) and args.get("class_name") == "__keras_tensor__":
-        yield str(args["config"]["keras_history"][0])
-    elif isinstance(args, list | tuple):
-        for item in args:
-            yield from _tensor_sources(item)
+def _check_end_record(file: BinaryIO, size: int) -> None:
+    """Refuse, from the end record alone, an archive whose central directory is too large.
+
+    zipfile reads the whole central directory into objects before it can be asked anything, so
+    millions of tiny entries would exhaust memory first. The record is found as zipfile finds it
+    (the last signature in the last 64 KiB), and the zip64 records that could override it, which
+    no style network needs, are refused."""
+    window = min(size, _END_RECORD.size + (1 << 16))
+    file.seek(size - window)
+    tail = file.read(window)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END_RECORD.size:
+        raise _Refusal("not a Keras .keras archive (pickles and other formats are refused)")
+    _, _, _, disk_entries, entries, directory_size, directory_at, _ = _END_RECORD.unpack_from(tail, at)
+    record_at = size - window + at
+    file.seek(max(0, record_at - 20))
+    if (
+        0xFFFF in (disk_entries, entries)
+        or 0xFFFFFFFF in (directory_size, directory_at)
+        or (record_at >= 20 and file.read(4) == _ZIP64_LOCATOR)
+    ):
+        raise _Refusal("a zip64 archive (a style network is far smaller than zip64 is for)")
+    if entries > MAX_ARCHIVE_ENTRIES or directory_size > MAX_CENTRAL_DIRECTORY_BYTES:
+        raise _Refusal(
+            f"the archive lists {entries} entries in {directory_size} bytes; "
+            f"a style network has at most {MAX_ARCHIVE_ENTRIES}"
+        )
 
 
-def _read_weights(path: Path, data: bytes, layers: list[_Layer]) -> dict[str, list[np.ndarray]]:
+def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's entries by name, each a plain one of those Keras writes, at most its size."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if len(infos) > MAX_ARCHIVE_ENTRIES or len(set(names)) != len(names):
+        raise _Refusal("damaged Keras archive (too many entries, or one name twice)")
+    for info in infos:
+        shown = _shown(info.filename)
+        if info.filename not in MAX_MEMBER_BYTES:
+            raise _Refusal(f"the archive holds {shown}, which is not part of a Keras style network")
+        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Refusal(f"{shown} is encrypted or compressed in a way Keras does not write")
+        if info.file_size > MAX_MEMBER_BYTES[info.filename]:
+            raise _Refusal(
+                f"{shown} unpacks to {info.file_size} bytes, more than {MAX_MEMBER_BYTES[info.filename]}"
+            )
+    missing = sorted({"config.json", "model.weights.h5"} - set(names))
+    if missing:
+        raise _Refusal(f"damaged Keras archive (no {' or '.join(missing)})")
+    return dict(zip(names, infos, strict=True))
+
+
+_CHUNK = 1 << 20
+
+
+def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytearray:
+    """The member's bytes, read in chunks into one buffer of its declared size (already checked
+    against its limit): a stream longer than declared is refused, not trusted, and the bytes are
+    never in memory twice (``ZipExtFile.read`` would concatenate them into a second copy)."""
+    data = bytearray(info.file_size)
+    filled = 0
+    with archive.open(info) as member, memoryview(data) as view:
+        while chunk := member.read(min(_CHUNK, len(data) - filled + 1)):
+            if filled + len(chunk) > len(data):
+                raise _Refusal(f"{info.filename} unpacks to more than the {len(data)} bytes it declares")
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+    del data[filled:]
+    return data
+
+
+# -- config.json: typed, bounded fields
+
+
+def _parse_json(data: bytearray) -> dict[str, Any]:
+    try:
+        document = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise _Refusal(f"config.json nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as error:  # JSONDecodeError, bad UTF-8, an integer of thousands of digits
+        raise _Refusal(f"damaged Keras archive (config.json: {_shown(error, 200)})") from None
+    if _nests_deeper(document, MAX_JSON_DEPTH):
+        raise _Refusal(f"config.json nests deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(document, dict):
+        raise _Refusal("damaged Keras archive (config.json is not a JSON object)")
+    return document
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a model may hold")
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest deeper than ``limit`` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+_REQUIRED = object()
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    """A value from the file as a message may quote it: short."""
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _field(
+    mapping: dict[str, Any], key: str, kinds: type | tuple[type, ...], where: str, default: Any
+) -> Any:
+    """``mapping[key]`` if it is one of ``kinds`` (a bool is not a number), ``default`` if absent."""
+    if key not in mapping:
+        if default is _REQUIRED:
+            raise _Refusal(f"{where}: no {key!r}")
+        return default
+    value = mapping[key]
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        wanted = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+        raise _Refusal(f"{where}: {key!r} is {_shown(value)}, not {wanted}")
+    return value
+
+
+def _int(
+    mapping: dict[str, Any], key: str, where: str, bounds: tuple[int, int], default: Any = _REQUIRED
+) -> int:
+    value = _field(mapping, key, int, where, default)
+    if not bounds[0] <= value <= bounds[1]:
+        raise _Refusal(f"{where}: {key} {_shown(value)} is not from {bounds[0]} to {bounds[1]}")
+    return value
+
+
+def _pair(
+    mapping: dict[str, Any], key: str, where: str, bounds: tuple[int, int], default: Any = _REQUIRED
+) -> tuple[int, int]:
+    """Two whole numbers within ``bounds`` (Keras writes a list; one number means both)."""
+    value = _field(mapping, key, (int, list), where, default)
+    values = [value, value] if isinstance(value, int) else value
+    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise _Refusal(f"{where}: {key} {_shown(value)} is not two whole numbers")
+    if not all(bounds[0] <= v <= bounds[1] for v in values):
+        raise _Refusal(f"{where}: {key} {_shown(value)} is not from {bounds[0]} to {bounds[1]}")
+    return values[0], values[1]
+
+
+def _number(mapping: dict[str, Any], key: str, where: str, default: float, limit: float) -> float:
+    value = float(_field(mapping, key, (int, float), where, default))
+    if not math.isfinite(value) or abs(value) > limit:
+        raise _Refusal(f"{where}: {key} {_shown(value)} is not a number within {limit:g}")
+    return value
+
+
+def _choice(mapping: dict[str, Any], key: str, where: str, allowed: Collection[str], default: str) -> str:
+    value = _field(mapping, key, str, where, default)
+    if value not in allowed:
+        raise _Refusal(f"{where}: {key} {_shown(value)} is not one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def _parse_model(document: dict[str, Any]) -> tuple[list[_Layer], str]:
+    """The layers, in order, and the output layer's name."""
+    if document.get("class_name") != "Functional":
+        raise _Refusal(f"a {_shown(document.get('class_name'))} model is not a style network")
+    model = _field(document, "config", dict, "the model", _REQUIRED)
+    entries = _field(model, "layers", list, "the model", _REQUIRED)
+    if not 1 <= len(entries) <= MAX_LAYERS:
+        raise _Refusal(f"a style network has 1 to {MAX_LAYERS} layers, not {len(entries)}")
+    kinds = [_kind(entry, index) for index, entry in enumerate(entries)]
+    unknown = sorted(set(kinds) - _UNDERSTOOD)
+    if unknown:
+        shown = ", ".join(kind[:40] for kind in unknown[:8])
+        raise _Refusal(f"layer types {shown} are not part of a rotoscope style network")
+    layers: dict[str, _Layer] = {}
+    for entry, kind in zip(entries, kinds, strict=True):
+        layer = _parse_layer(entry, kind, layers)
+        layers[layer.name] = layer
+    inputs = [layer for layer in layers.values() if layer.kind == "InputLayer"]
+    output = _endpoint(model, "output_layers", layers)
+    if len(inputs) != 1 or output is None:
+        raise _Refusal(
+            f"a style network has one input and one output, not {len(inputs)}/{int(output is not None)}"
+        )
+    return list(layers.values()), output
+
+
+def _kind(entry: Any, index: int) -> str:
+    if not isinstance(entry, dict):
+        raise _Refusal(f"damaged Keras archive (layer {index} is not a JSON object)")
+    return _field(entry, "class_name", str, f"layer {index}", _REQUIRED).rsplit(">", 1)[-1]
+
+
+def _parse_layer(entry: dict[str, Any], kind: str, earlier: dict[str, _Layer]) -> _Layer:
+    name = _field(entry, "name", str, "a layer", _REQUIRED)
+    if not 1 <= len(name) <= MAX_NAME_LENGTH or name in earlier:
+        raise _Refusal(f"layer name {_shown(name)} is empty, too long or used twice")
+    where = f"layer {name}"
+    config = _field(entry, "config", dict, where, _REQUIRED)
+    return _Layer(name, kind, _CONFIG_CHECKS[kind](config, where), _inputs(entry, kind, where, earlier))
+
+
+def _inputs(entry: dict[str, Any], kind: str, where: str, earlier: Collection[str]) -> tuple[str, ...]:
+    """The layers feeding this one, each an earlier layer: no cycles, no forward references."""
+    nodes = _field(entry, "inbound_nodes", list, where, [])
+    if kind == "InputLayer":
+        if nodes:
+            raise _Refusal(f"{where}: an input layer takes no inputs")
+        return ()
+    if len(nodes) != 1:
+        raise _Refusal(f"{where}: is applied {len(nodes)} times, not once")
+    if not isinstance(nodes[0], dict):
+        raise _Refusal(f"{where}: its inbound node is not a JSON object")
+    args = _field(nodes[0], "args", list, where, _REQUIRED)
+    _field(nodes[0], "kwargs", dict, where, {})
+    if kind == "Add":  # Keras writes Add's inputs as one list argument
+        tensors = args[0] if len(args) == 1 and isinstance(args[0], list) else []
+        if len(tensors) < 2:
+            raise _Refusal(f"{where}: an Add takes a list of two or more inputs")
+    elif len(args) != 1:
+        raise _Refusal(f"{where}: takes one input, not {len(args)}")
+    else:
+        tensors = args
+    sources = tuple(_tensor_source(tensor, where) for tensor in tensors)
+    for source in sources:
+        if source not in earlier:
+            raise _Refusal(f"{where}: its input {_shown(source)} is not an earlier layer")
+    return sources
+
+
+def _tensor_source(tensor: Any, where: str) -> str:
+    """The layer whose output a serialised Keras tensor is: ``keras_history`` [name, 0, 0]."""
+    if not isinstance(tensor, dict) or tensor.get("class_name") != "__keras_tensor__":
+        raise _Refusal(f"{where}: an input is not a Keras tensor")
+    history = _field(
+        _field(tensor, "config", dict, where, _REQUIRED), "keras_history", list, where, _REQUIRED
+    )
+    if len(history) != 3 or not isinstance(history[0], str) or history[1:] != [0, 0]:
+        raise _Refusal(f"{where}: keras_history {_shown(history)} is not [layer name, 0, 0]")
+    return history[0]
+
+
+def _endpoint(model: dict[str, Any], key: str, layers: Collection[str]) -> str | None:
+    """The one layer ``output_layers`` names ([name, 0, 0], or a list of one such), else None."""
+    value = _field(model, key, list, "the model", [])
+    if len(value) == 1 and isinstance(value[0], list):
+        value = value[0]
+    if len(value) != 3 or not isinstance(value[0], str) or value[1:] != [0, 0]:
+        return None
+    if value[0] not in layers:
+        raise _Refusal(f"the model's output {_shown(value[0])} is not one of its layers")
+    return value[0]
+
+
+# one check per layer type: the config fields the translation uses, typed and within bounds
+
+
+def _input_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    shape = _field(config, "batch_shape", list, where, _REQUIRED)
+    sides_ok = all(side is None or (isinstance(side, int) and not isinstance(side, bool)) for side in shape)
+    if not sides_ok or len(shape) != 4 or shape[-1] != 3 or any(side is not None for side in shape[1:3]):
+        raise _Refusal(f"input shape {_shown(tuple(shape))} is not (batch, any height, any width, 3)")
+    return {}
+
+
+def _rescaling_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    return {
+        "scale": _number(config, "scale", where, 1.0, MAX_RESCALING),
+        "offset": _number(config, "offset", where, 0.0, MAX_RESCALING),
+    }
+
+
+def _conv_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    valid = _field(config, "padding", str, where, "valid") == "valid"
+    if not valid or _field(config, "data_format", str, where, "channels_last") != "channels_last":
+        raise _Refusal(f"{where}: only 'valid' channels-last convolutions are part of a style network")
+    return {
+        "filters": _int(config, "filters", where, FILTERS),
+        "kernel_size": _pair(config, "kernel_size", where, KERNEL_SIDE),
+        "strides": _pair(config, "strides", where, STRIDE, [1, 1]),
+        "dilation_rate": _pair(config, "dilation_rate", where, DILATION, [1, 1]),
+        "groups": _int(config, "groups", where, FILTERS, 1),
+        "activation": _choice(config, "activation", where, {"linear", *_ACTIVATIONS}, "linear"),
+        "use_bias": _field(config, "use_bias", bool, where, True),
+    }
+
+
+def _norm_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    epsilon = _number(config, "epsilon", where, 1e-3, 1.0)
+    if not 0 < epsilon < 1:
+        raise _Refusal(f"{where}: epsilon {epsilon!r} is not between 0 and 1")
+    if _field(config, "axis", int, where, -1) not in (-1, 3):
+        raise _Refusal(f"{where}: only normalisation over channels (axis -1) is supported")
+    if not (_field(config, "center", bool, where, True) and _field(config, "scale", bool, where, True)):
+        raise _Refusal(f"{where}: a norm without its scale and centre is not part of a style network")
+    return {"groups": _int(config, "groups", where, (-1, MAX_CHANNELS)), "epsilon": epsilon}
+
+
+def _relu_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    capped = _field(config, "max_value", (int, float, type(None)), where, None) is not None
+    slope = _field(config, "negative_slope", (int, float), where, 0.0)
+    if capped or slope or _field(config, "threshold", (int, float), where, 0.0):
+        raise _Refusal(f"{where}: only a plain ReLU is supported")
+    return {}
+
+
+def _activation_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    return {"activation": _choice(config, "activation", where, {"linear", *_ACTIVATIONS}, "linear")}
+
+
+def _padding_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    return {"padding": _int(config, "padding", where, PADDING, 1)}
+
+
+def _no_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    return {}
+
+
+_CONFIG_CHECKS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "InputLayer": _input_config,
+    "Rescaling": _rescaling_config,
+    "Conv2D": _conv_config,
+    _NORM: _norm_config,
+    "ReLU": _relu_config,
+    "Activation": _activation_config,
+    "Add": _no_config,
+    "Upsample2x": _no_config,
+    "ReflectionPadding2D": _padding_config,
+    "PixelUnshuffle2x": _no_config,
+    "PixelShuffle2x": _no_config,
+}
+
+
+# -- the shapes the config implies, checked before any weight is read
+
+
+@dataclass(frozen=True)
+class _Plane:
+    """What a layer puts out: channels, height and width as fractions of the input picture's, and
+    the reflection padding on each side that a convolution has yet to take off."""
+
+    channels: int
+    scale: tuple[Fraction, Fraction]
+    border: int = 0
+
+    def resized(self, channels: int, factors: tuple[Fraction, Fraction]) -> _Plane:
+        return _Plane(channels, (self.scale[0] * factors[0], self.scale[1] * factors[1]))
+
+
+_SAME = (Fraction(1), Fraction(1))
+_HALF = (Fraction(1, 2), Fraction(1, 2))
+_DOUBLE = (Fraction(2), Fraction(2))
+_TAKES_PADDED = ("ReflectionPadding2D", "Conv2D")
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    arrays: dict[str, list[tuple[int, ...]]]  # per layer, the arrays it must store
+    min_side: int  # the smallest picture side every reflection padding can mirror
+
+
+def _weight_shapes(layers: list[_Layer], output: str) -> _Shapes:
+    """The arrays each layer must store, from its config and the channels its input carries; and
+    every layer's picture, so that the network draws any picture apply.py gives it at its size."""
+    planes: dict[str, _Plane] = {}
+    arrays: dict[str, list[tuple[int, ...]]] = {}
+    min_side = 1
+    for layer in layers:
+        ins = [planes[name] for name in layer.inputs] or [_Plane(3, _SAME)]
+        if any(plane != ins[0] for plane in ins):
+            raise _Refusal(f"layer {layer.name}: its inputs differ in shape")
+        if ins[0].border and layer.kind not in _TAKES_PADDED:
+            raise _Refusal(f"layer {layer.name}: only a convolution may take a reflection-padded picture")
+        planes[layer.name], arrays[layer.name] = _layer_shape(layer, ins[0])
+        min_side = max(min_side, _side_needed(layer, ins[0]))
+        _check_plane(layer, planes[layer.name])
+    parameters = sum(math.prod(shape) for shapes in arrays.values() for shape in shapes)
+    if parameters > MAX_PARAMETERS:
+        raise _Refusal(f"{parameters} parameters, more than the {MAX_PARAMETERS} a filter may have")
+    if min_side > MAX_MIN_SIDE:
+        raise _Refusal(
+            f"its reflection padding needs pictures of {min_side} pixels, more than {MAX_MIN_SIDE}"
+        )
+    out = planes[output]
+    if out.channels != 3:
+        raise _Refusal(f"output shape (batch, height, width, {out.channels}) is not RGB")
+    if out.scale != _SAME or out.border:
+        raise _Refusal("the output is not the size of the input picture")
+    return _Shapes(arrays, min_side)
+
+
+def _check_plane(layer: _Layer, plane: _Plane) -> None:
+    if plane.channels > MAX_CHANNELS:
+        raise _Refusal(f"layer {layer.name}: {plane.channels} channels, more than {MAX_CHANNELS}")
+    if not all(0 < side <= 1 and (side * PICTURE_MULTIPLE).denominator == 1 for side in plane.scale):
+        raise _Refusal(
+            f"layer {layer.name}: makes the picture larger than the input, "
+            f"or divides its sides by more than {PICTURE_MULTIPLE}"
+        )
+
+
+def _side_needed(layer: _Layer, before: _Plane) -> int:
+    """The input side below which this layer's reflection padding would mirror past the edge."""
+    if layer.kind != "ReflectionPadding2D":
+        return 1
+    mirrored = layer.config["padding"] + 1 - 2 * before.border  # pixels the layer's input needs
+    return max(math.ceil(mirrored / side) for side in before.scale)
+
+
+def _layer_shape(layer: _Layer, before: _Plane) -> tuple[_Plane, list[tuple[int, ...]]]:
+    config, channels = layer.config, before.channels
+    if layer.kind == "ReflectionPadding2D":
+        return _Plane(channels, before.scale, before.border + config["padding"]), []
+    if layer.kind == "Conv2D":
+        return _conv_shape(layer, before)
+    if layer.kind == _NORM:
+        if config["groups"] not in (-1, channels):
+            raise _Refusal(
+                f"layer {layer.name}: only instance normalisation (one group per channel) is supported"
+            )
+        return before, [(channels,), (channels,)]
+    if layer.kind == "PixelUnshuffle2x":
+        return before.resized(channels * 4, _HALF), []
+    if layer.kind == "PixelShuffle2x":
+        if channels % 4:
+            raise _Refusal(f"layer {layer.name}: {channels} channels cannot be shuffled into 2x2 pixels")
+        return before.resized(channels // 4, _DOUBLE), []
+    if layer.kind == "Upsample2x":
+        return before.resized(channels, _DOUBLE), []
+    return before, []
+
+
+def _conv_shape(layer: _Layer, before: _Plane) -> tuple[_Plane, list[tuple[int, ...]]]:
+    """A convolution keeps the picture's size, divided by its strides: the reflection padding before
+    it makes up exactly for what its kernel takes off (Keras's 'valid' convolution)."""
+    config, channels = layer.config, before.channels
+    filters, groups = config["filters"], config["groups"]
+    if channels % groups or filters % groups:
+        raise _Refusal(f"layer {layer.name}: {groups} groups do not divide {channels} in, {filters} out")
+    sides = zip(config["kernel_size"], config["strides"], config["dilation_rate"], strict=True)
+    for kernel, stride, dilation in sides:
+        slack = 2 * before.border - dilation * (kernel - 1)
+        if not 1 - stride <= slack <= 0:
+            raise _Refusal(
+                f"layer {layer.name}: a {kernel}-wide kernel does not fit the {before.border} pixels "
+                "of reflection padding before it (the picture would change size)"
+            )
+    steps = (Fraction(1, config["strides"][0]), Fraction(1, config["strides"][1]))
+    kernel_shape = (*config["kernel_size"], channels // groups, filters)
+    bias_shape = [(filters,)] if config["use_bias"] else []
+    return before.resized(filters, steps), [kernel_shape, *bias_shape]
+
+
+# -- model.weights.h5: only plain arrays stored inside it
+
+# what h5py raises for a damaged file (OverflowError: its file driver asked to seek past 2**63)
+_HDF5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, OverflowError)
+
+
+class _ReadOnlyFile(io.RawIOBase):
+    """A file over bytes already in memory, for h5py (which calls seek, tell and readinto): an
+    ``io.BytesIO`` would first copy the bytearray, up to 512 MiB."""
+
+    def __init__(self, data: bytearray) -> None:
+        super().__init__()
+        self._view, self._at = memoryview(data).toreadonly(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._at = base + offset
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._view[self._at : self._at + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self._at += len(chunk)
+        return len(chunk)
+
+
+def _read_weights(
+    data: bytearray, layers: list[_Layer], shapes: dict[str, list[tuple[int, ...]]]
+) -> dict[str, list[np.ndarray]]:
     import h5py
 
     weights: dict[str, list[np.ndarray]] = {}
     try:
-        with h5py.File(io.BytesIO(data), "r") as h5:
+        with h5py.File(_ReadOnlyFile(data), "r") as h5:
             for layer, stored_as in zip(layers, _weight_groups(layers), strict=True):
-                group = h5.get(f"layers/{stored_as}/vars")
-                count = 0 if group is None else len(group)
-                weights[layer.name] = [np.asarray(group[str(i)], dtype=np.float32) for i in range(count)]
-    except (OSError, KeyError, ValueError) as error:
-        raise RotoscopeError(path, f"damaged model weights ({error})") from None
+                wanted = shapes[layer.name]
+                weights[layer.name] = (
+                    _layer_arrays(h5, ("layers", stored_as, "vars"), wanted) if wanted else []
+                )
+    except _HDF5_ERRORS as error:
+        raise _Refusal(f"damaged model weights ({_shown(error, 200)})") from None
     return weights
+
+
+def _layer_arrays(h5: Any, path: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """The arrays at ``path``/0, ``path``/1... reached through hard links only."""
+    import h5py
+
+    group = h5
+    for depth in range(len(path)):
+        group = _member(group, path[: depth + 1], h5py.Group)
+    where = "/".join(path)
+    if len(group) != len(shapes):
+        raise _Refusal(f"{where} holds {len(group)} arrays, not the {len(shapes)} its layer needs")
+    return [_array(_member(group, (*path, str(i)), h5py.Dataset), shape) for i, shape in enumerate(shapes)]
+
+
+def _member(group: Any, path: tuple[str, ...], kind: type) -> Any:
+    """``group``'s member ``path[-1]``, if it is a ``kind`` stored in this file (a hard link: soft
+    and external links could lead anywhere, an external link even to another file)."""
+    import h5py
+
+    where = "/".join(path)
+    link = group.get(path[-1], getlink=True)
+    if link is None:
+        raise _Refusal(f"damaged model weights (no {where})")
+    if not isinstance(link, h5py.HardLink):
+        raise _Refusal(f"model weights: {where} is a {type(link).__name__}, not stored in the file")
+    member = group[path[-1]]
+    if not isinstance(member, kind):
+        raise _Refusal(f"damaged model weights ({where} is not a {kind.__name__})")
+    return member
+
+
+def _array(dataset: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The dataset's numbers, once its storage, type and shape are known to be what they should."""
+    import h5py
+
+    where = dataset.name
+    layout = dataset.id.get_create_plist().get_layout()
+    allowed = [getattr(h5py.h5d, name) for name in _HDF5_LAYOUTS]
+    if dataset.is_virtual or dataset.external or layout not in allowed:
+        raise _Refusal(f"model weights: {where} is stored outside the file (virtual or external)")
+    if dataset.dtype.kind != "f" or dataset.dtype.itemsize not in _FLOAT_SIZES:
+        raise _Refusal(f"model weights: {where} holds {dataset.dtype}, not float16, 32 or 64")
+    if dataset.shape != shape:
+        raise _Refusal(f"model weights: {where} is {dataset.shape}, but its layer needs {shape}")
+    array = np.asarray(dataset[()], dtype=np.float32)
+    if array.shape != shape or not np.isfinite(array).all():
+        raise _Refusal(f"model weights: {where} holds numbers that are not finite")
+    return array
 
 
 def _weight_groups(layers: list[_Layer]) -> list[str]:
@@ -218,27 +790,6 @@ def _weight_groups(layers: list[_Layer]) -> list[str]:
         used[stem] = count
         groups.append(stem if count == 0 else f"{stem}_{count}")
     return groups
-
-
-def _channels(network: StyleNetwork) -> dict[str, int]:
-    """Each layer's output channel count, checking every layer's weights against its inputs."""
-    found: dict[str, int] = {}
-    for layer in network.layers:
-        before = found[layer.inputs[0]] if layer.inputs else 3
-        weights = network.weights[layer.name]
-        if layer.kind == "Conv2D":
-            if not weights or weights[0].ndim != 4 or weights[0].shape[2] != before:
-                raise RotoscopeError(network.path, f"layer {layer.name}: kernel does not fit its input")
-            found[layer.name] = int(weights[0].shape[3])
-        elif layer.kind == _NORM and [w.shape for w in weights] != [(before,), (before,)]:
-            raise RotoscopeError(network.path, f"layer {layer.name}: norm weights do not fit its input")
-        elif layer.kind == "PixelUnshuffle2x":
-            found[layer.name] = before * 4
-        elif layer.kind == "PixelShuffle2x":
-            found[layer.name] = before // 4
-        else:
-            found[layer.name] = before
-    return found
 
 
 # -- building the ONNX graph ---------------------------------------------------------------------
@@ -299,7 +850,7 @@ class _GraphBuilder:
     # one method per Keras layer type, named after it
 
     def _Rescaling(self, layer: _Layer, x: str) -> str:
-        scale, offset = float(layer.config.get("scale", 1.0)), float(layer.config.get("offset", 0.0))
+        scale, offset = layer.config["scale"], layer.config["offset"]
         if layer.name in self.folded:  # already inside the conv before it
             return x
         if offset == 0:  # carried forward into the next conv's kernel: no full-resolution pass
@@ -311,10 +862,6 @@ class _GraphBuilder:
 
     def _Conv2D(self, layer: _Layer, x: str) -> str:
         config = layer.config
-        if config.get("padding", "valid") != "valid" or config.get("data_format", "channels_last") != (
-            "channels_last"
-        ):
-            self.refuse(layer, "only 'valid' channels-last convolutions are part of a style network")
         kernel, *bias = self.network.weights[layer.name]
         after = self.folded.get(layer.name, 1.0)  # a rescaling of this conv's output
         kernel = kernel * np.float32(self.gain.get(x, 1.0) * after)
@@ -324,16 +871,14 @@ class _GraphBuilder:
         out = self.node(
             "Conv",
             inputs,
-            strides=list(config.get("strides", [1, 1])),
-            dilations=list(config.get("dilation_rate", [1, 1])),
-            group=int(config.get("groups", 1)),
+            strides=list(config["strides"]),
+            dilations=list(config["dilation_rate"]),
+            group=config["groups"],
         )
-        return self.activation(layer, out, config.get("activation", "linear"))
+        return self.activation(out, config["activation"])
 
     def _GroupNormalization(self, layer: _Layer, x: str) -> str:
         gamma, beta = self.network.weights[layer.name]
-        if layer.config.get("groups") not in (-1, gamma.shape[0]):
-            self.refuse(layer, "only instance normalisation (one group per channel) is supported")
         index, self.norm_index = self.norm_index, self.norm_index + 1
         if self.variant == "fixed":
             scale, shift = self.declare_input(f"scale{index}"), self.declare_input(f"shift{index}")
@@ -345,19 +890,17 @@ class _GraphBuilder:
             variance = self.node("ReduceMean", [squares], axes=[2, 3], keepdims=1)
             self.declare_output(mean, f"mean{index}")
             self.declare_output(variance, f"var{index}")
-        epsilon = float(layer.config.get("epsilon", 1e-3))
         return self.node(
-            "InstanceNormalization", [x, self.constant(gamma), self.constant(beta)], epsilon=epsilon
+            "InstanceNormalization",
+            [x, self.constant(gamma), self.constant(beta)],
+            epsilon=layer.config["epsilon"],
         )
 
     def _ReLU(self, layer: _Layer, x: str) -> str:
-        config = layer.config
-        if config.get("max_value") is not None or config.get("negative_slope") or config.get("threshold"):
-            self.refuse(layer, "only a plain ReLU is supported")
         return self.node("Relu", [x])
 
     def _Activation(self, layer: _Layer, x: str) -> str:
-        return self.activation(layer, x, layer.config.get("activation", "linear"))
+        return self.activation(x, layer.config["activation"])
 
     def _Add(self, layer: _Layer, xs: list[str]) -> str:
         return self.node("Sum", list(xs))
@@ -371,7 +914,7 @@ class _GraphBuilder:
     def _ReflectionPadding2D(self, layer: _Layer, x: str) -> str:
         """Mirror ``padding`` rows then columns with slices and concats: ONNX Runtime's own
         reflect Pad is several times slower (profiled: 83 of 175 ms on a 720p light network)."""
-        padding = int(layer.config.get("padding", 1))
+        padding = layer.config["padding"]
         for axis in (2, 3):
             before = [self.slice(x, axis, i, i + 1) for i in range(padding, 0, -1)]
             after = [self.slice(x, axis, -1 - i, -i) for i in range(1, padding + 1)]
@@ -390,24 +933,21 @@ class _GraphBuilder:
         """A rescaling right after the last conv becomes part of that conv's weights."""
         by_name = {layer.name: layer for layer in self.network.layers}
         last = by_name[self.network.output]
-        if last.kind != "Rescaling" or float(last.config.get("offset", 0.0)) != 0 or len(last.inputs) != 1:
+        if last.kind != "Rescaling" or last.config["offset"] != 0 or len(last.inputs) != 1:
             return
         conv = by_name[last.inputs[0]]
         users = [layer for layer in self.network.layers if conv.name in layer.inputs]
-        if conv.kind == "Conv2D" and conv.config.get("activation", "linear") == "linear" and users == [last]:
-            self.folded = {conv.name: float(last.config.get("scale", 1.0)), last.name: 1.0}
+        if conv.kind == "Conv2D" and conv.config["activation"] == "linear" and users == [last]:
+            self.folded = {conv.name: last.config["scale"], last.name: 1.0}
 
     def materialise(self, x: str) -> str:
         """``x`` with any scale still carried forward applied (before a non-linear layer)."""
         gain = self.gain.get(x, 1.0)
         return x if gain == 1.0 else self.node("Mul", [x, self.constant(np.float32(gain))])
 
-    def activation(self, layer: _Layer, x: str, name: str) -> str:
-        if name == "linear":
-            return x
-        if name not in _ACTIVATIONS:
-            self.refuse(layer, f"activation {name!r} is not supported")
-        return self.node(_ACTIVATIONS[name], [x])
+    def activation(self, x: str, name: str) -> str:
+        """``x`` through a named activation (read_network allows only "linear" and _ACTIVATIONS)."""
+        return x if name == "linear" else self.node(_ACTIVATIONS[name], [x])
 
     def slice(self, x: str, axis: int, start: int, end: int) -> str:
         bounds = [self.constant(np.array([value], dtype=np.int64)) for value in (start, end, axis)]
@@ -436,6 +976,3 @@ class _GraphBuilder:
     def fresh(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}_{self.counter}"
-
-    def refuse(self, layer: _Layer, problem: str) -> None:
-        raise RotoscopeError(self.network.path, f"refused: layer {layer.name}: {problem}")

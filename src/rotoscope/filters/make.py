@@ -26,11 +26,13 @@ from rotoscope.filters.catalogue import FilterEntry, filter_entry
 from rotoscope.media.images import open_picture
 from rotoscope.progress import progress_bar
 from rotoscope.store import atomic_write_bytes, md5_file
-from rotoscope.studio import Studio
+from rotoscope.studio import Studio, ensure_gitignore
 
 
 def make_filter(studio: Studio, name: str, resume: bool = False) -> FilterCard:
     entry = filter_entry(studio, name)
+    # the model is a DVC output of the train stage: kept out of Git even before the stage runs
+    ensure_gitignore(entry.model.parent / ".gitignore", f"/{entry.model.name}\n")
     card = load_card(entry.card)
     if not entry.style.is_file():
         raise RotoscopeError(entry.style, "style image missing (run `dvc pull` or `dvc checkout`)")

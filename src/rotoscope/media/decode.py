@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import av
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import ParamsError, RotoscopeError
 from rotoscope.media.probe import VideoInfo, normalise_rotation, open_input
 
 # Turning the stored picture counter-clockwise by the display rotation makes it upright.
@@ -50,13 +51,42 @@ def output_size(info: VideoInfo, max_side: int | None) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+# ``split.fps`` bounds: below one frame in about 17 minutes nothing useful is left of a clip, and
+# above 1000 a second no camera films; outside them the value is surely a typo (1e9, .inf).
+MIN_FPS = 0.001
+MAX_FPS = 1000.0
+
+
+def check_fps(value: object) -> float | None:
+    """``split.fps`` as the picker takes it: None (``source``: every frame) or a sane rate.
+
+    Raises :class:`ParamsError` without a path; the caller names the file it came from.
+    """
+    if value is None or value == "source":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParamsError(None, f"split.fps must be 'source' or a number of frames a second, not {value!r}")
+    if not math.isfinite(value) or not MIN_FPS <= value <= MAX_FPS:
+        bounds = f"between {MIN_FPS:g} and {MAX_FPS:g} frames a second"
+        raise ParamsError(None, f"split.fps must be 'source' or {bounds}, not {value!r}")
+    return float(value)
+
+
 class FramePicker:
-    """Keeps every frame, or the first frame at or after each tick of a sampling clock."""
+    """Keeps every frame, or the first frame at or after each tick of a sampling clock.
+
+    The ticks are ``start + k * step``; after keeping a frame the next tick is found by
+    arithmetic, so a clock far faster than the video (which keeps every frame) costs the same as
+    a slow one, one step per frame.
+    """
 
     def __init__(self, fps: float | None, time_base: Fraction, start_pts: int) -> None:
-        self._step = None if fps is None else Fraction(1) / Fraction(fps).limit_denominator(1000)
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise ParamsError(None, f"frames a second must be a finite number over 0, not {fps!r}")
+        self._step = None if fps is None else Fraction(1) / _rate(fps)
         self._time_base = time_base
-        self._next = Fraction(start_pts) * time_base
+        self._start = Fraction(start_pts) * time_base
+        self._next = self._start
 
     def wants(self, pts: int) -> bool:
         if self._step is None:
@@ -64,9 +94,15 @@ class FramePicker:
         time = pts * self._time_base
         if time < self._next:
             return False
-        while self._next <= time:
-            self._next += self._step
+        ticks_passed = (time - self._start) // self._step + 1  # ticks at or before ``time``
+        self._next = self._start + ticks_passed * self._step
         return True
+
+
+def _rate(fps: float) -> Fraction:
+    """The rate as a small fraction (29.97 as 2997/100, not the float's binary expansion); a rate
+    too small for that (under 1/2000) is kept exact rather than rounded to 0."""
+    return Fraction(fps).limit_denominator(1000) or Fraction(fps)
 
 
 def decode_frames(

@@ -7,9 +7,16 @@ changed since an earlier run and joins them by stream copy (see :mod:`segments`)
 
 from __future__ import annotations
 
+import functools
+import io
+import itertools
+import math
+import os
+import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,7 +24,7 @@ from typing import Any
 import av
 from PIL import Image
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import MediaError, ParamsError, RotoscopeError, StorageError, storage_error
 from rotoscope.media.probe import open_input
 from rotoscope.media.segments import EncodedSegments, SegmentCache, encode_segment, plan_segments
 from rotoscope.store import temp_beside
@@ -28,10 +35,26 @@ _AUDIO_FALLBACK = {"webm": "libopus", "ogg": "libopus"}
 # Encoders whose segments join by stream copy: no reordering delay across a segment's start
 # (x264/x265 run without B-frames here) or intra-only. Others are encoded in one pass.
 SEGMENTABLE_CODECS = ("libx264", "libx265", "ffv1")
+# x264 and x265 print their own complaint about an unknown preset straight to stderr; checking
+# the names first keeps the refusal to our one line, and lets it list the choices.
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast")
+_X26X_PRESETS += ("medium", "slow", "slower", "veryslow", "placebo")
+_KNOWN_PRESETS = {"libx264": _X26X_PRESETS, "libx265": _X26X_PRESETS}
+_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # codec, preset, pixel format and option names
+_MAX_CRF = 63  # the widest crf scale of the usual encoders (libvpx, libaom); x264/x265 stop at 51
+_MAX_SEGMENT_SECONDS = 3600.0
+_MAX_OPTION_LENGTH = 256
+_TRIAL_SIZE = 64  # a trial frame's side: every usual encoder takes it (x265 wants 16+ rows)
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
+    """How a video is encoded: the ``reassemble:`` section of ``params.yaml``.
+
+    Constructing one checks each value's type and range (a bad value never makes a record);
+    :meth:`validate` also asks PyAV whether the encoder exists and takes these settings.
+    """
+
     codec: str = "libx264"
     crf: int | None = 18
     preset: str | None = "medium"
@@ -41,10 +64,33 @@ class EncodeSettings:
     options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.audio not in AUDIO_MODES:
-            raise RotoscopeError(None, f"audio mode {self.audio!r}: use one of {', '.join(AUDIO_MODES)}")
-        if self.segment_seconds is not None and not float(self.segment_seconds) > 0:
-            raise RotoscopeError(None, f"segment_seconds must be over 0 or null, not {self.segment_seconds}")
+        if self.options is None:  # ``options: null`` in YAML means none
+            object.__setattr__(self, "options", {})
+        _check_values(self)
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], where: Path | str) -> EncodeSettings:
+        """A ``reassemble:`` mapping as checked settings; any refusal names ``where``."""
+        if not isinstance(section, Mapping):
+            raise ParamsError(where, f"reassemble must be a mapping of settings, not {section!r}")
+        known = [item.name for item in fields(cls)]
+        unknown = [key for key in section if key not in known]
+        if unknown:
+            raise ParamsError(where, f"reassemble: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+        try:
+            settings = cls(**section)
+        except ParamsError as error:
+            raise ParamsError(where, error.problem) from None
+        return settings.validate(where)
+
+    def validate(self, where: Path | str) -> EncodeSettings:
+        """These settings, once PyAV has confirmed them (a cached trial encode, a millisecond or
+        two the first time); otherwise a :class:`ParamsError` naming ``where`` and the key."""
+        options = tuple(sorted((str(key), str(value)) for key, value in self.options.items()))
+        problem = _encoder_problem(self.codec, self.pix_fmt, self.preset, self.crf, options)
+        if problem:
+            raise ParamsError(where, problem)
+        return self
 
     @property
     def segmented(self) -> bool:
@@ -60,17 +106,7 @@ class EncodeSettings:
         }
 
     def codec_options(self) -> dict[str, str]:
-        options: dict[str, str] = {}
-        if self.crf is not None:
-            options["crf"] = str(self.crf)
-        if self.preset:
-            options["preset"] = str(self.preset)
-        if self.codec in {"libx264", "libx265"}:
-            # B-frames shift decode timestamps and make the mp4 muxer misjudge the last
-            # frame's duration; without them every timestamp and the duration are exact.
-            options["bf"] = "0"
-        options.update({key: str(value) for key, value in self.options.items()})
-        return options
+        return _codec_options(self.codec, self.crf, self.preset, self.options.items())
 
     def pixel_format(self, width: int, height: int) -> str:
         if self.pix_fmt != "auto":
@@ -78,7 +114,194 @@ class EncodeSettings:
         return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
 
+def _codec_options(
+    codec: str, crf: int | None, preset: str | None, extra: Iterable[tuple[str, Any]]
+) -> dict[str, str]:
+    options: dict[str, str] = {}
+    if crf is not None:
+        options["crf"] = str(crf)
+    if preset:
+        options["preset"] = str(preset)
+    if codec in {"libx264", "libx265"}:
+        # B-frames shift decode timestamps and make the mp4 muxer misjudge the last
+        # frame's duration; without them every timestamp and the duration are exact.
+        options["bf"] = "0"
+    options.update({key: str(value) for key, value in extra})
+    return options
+
+
+# -- checking settings ---------------------------------------------------------------------------
+
+
+def _refuse(key: str, problem: str) -> ParamsError:
+    return ParamsError(None, f"reassemble.{key} {problem}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_values(settings: EncodeSettings) -> None:
+    """Types and ranges, in pure Python: what can be told without asking FFmpeg."""
+    for key in ("codec", "pix_fmt"):
+        value = getattr(settings, key)
+        if not isinstance(value, str) or not _WORD.match(value):
+            raise _refuse(key, f"must be a name (letters, digits, _ . -), not {value!r}")
+    if settings.preset is not None and not (
+        isinstance(settings.preset, str) and _WORD.match(settings.preset)
+    ):
+        raise _refuse("preset", f"must be a preset name or null, not {settings.preset!r}")
+    crf = settings.crf
+    if crf is not None and not (isinstance(crf, int) and not isinstance(crf, bool) and 0 <= crf <= _MAX_CRF):
+        raise _refuse("crf", f"must be a whole number 0-{_MAX_CRF} or null, not {crf!r}")
+    if settings.audio not in AUDIO_MODES:
+        raise _refuse("audio", f"must be one of {', '.join(AUDIO_MODES)}, not {settings.audio!r}")
+    seconds = settings.segment_seconds
+    if seconds is not None and not (
+        _is_number(seconds) and math.isfinite(seconds) and 0 < seconds <= _MAX_SEGMENT_SECONDS
+    ):
+        raise _refuse(
+            "segment_seconds",
+            f"must be a number over 0 and up to {_MAX_SEGMENT_SECONDS:g}, or null; not {seconds!r}",
+        )
+    _check_options(settings.options)
+
+
+def _check_options(options: object) -> None:
+    if not isinstance(options, Mapping):
+        raise _refuse("options", f"must be a mapping of encoder option names to values, not {options!r}")
+    for key, value in options.items():
+        if not isinstance(key, str) or not _WORD.match(key):
+            raise _refuse("options", f"has a key that is not an option name: {key!r}")
+        if not (isinstance(value, str) or _is_number(value)) or len(str(value)) > _MAX_OPTION_LENGTH:
+            raise _refuse(
+                f"options.{key}", f"must be a string or number of up to {_MAX_OPTION_LENGTH} characters"
+            )
+
+
+@functools.lru_cache(maxsize=64)
+def _encoder_problem(
+    codec: str, pix_fmt: str, preset: str | None, crf: int | None, options: tuple[tuple[str, str], ...]
+) -> str | None:
+    """What is wrong with these settings for PyAV's FFmpeg, or None. Cached: a studio checks the
+    same settings on every command."""
+    try:
+        found = av.Codec(codec, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        known = "libx264, libx265, libvpx-vp9, ffv1..."
+        return f"reassemble.codec {codec!r} is not an encoder this FFmpeg has ({known})"
+    if found.type != "video":
+        return f"reassemble.codec {codec!r} encodes {found.type}, not video (libx264, libx265, ffv1...)"
+    problem = _pixel_format_problem(found, pix_fmt)
+    if problem:
+        return problem
+    if preset is not None and codec in _KNOWN_PRESETS and preset not in _KNOWN_PRESETS[codec]:
+        choices = ", ".join(_KNOWN_PRESETS[codec])
+        return f"reassemble.preset {preset!r} is not a {codec} preset; use one of {choices}"
+    trial_format = "yuv420p" if pix_fmt == "auto" else pix_fmt
+    if _trial_encode(codec, trial_format, _codec_options(codec, crf, preset, options)) is None:
+        return None
+    return _blame(codec, trial_format, preset, crf, options)
+
+
+def _pixel_format_problem(codec: av.Codec, pix_fmt: str) -> str | None:
+    """Whether the codec encodes the pixel format. ``auto`` is checked as yuv420p, its choice for
+    even sizes; its yuv444p for odd ones is checked when the size is known (:func:`_check_request`)."""
+    if pix_fmt != "auto":
+        try:
+            av.VideoFormat(pix_fmt)
+        except ValueError:
+            return f"reassemble.pix_fmt {pix_fmt!r} is not a pixel format FFmpeg knows (yuv420p, yuv444p...)"
+    supported = _pixel_formats(codec)
+    wanted = "yuv420p" if pix_fmt == "auto" else pix_fmt
+    if supported is None or wanted in supported:  # None: the codec does not say; the trial decides
+        return None
+    what = "auto (yuv420p)" if pix_fmt == "auto" else repr(pix_fmt)
+    return f"reassemble.pix_fmt {what} is not one {codec.name} encodes; it takes {', '.join(supported[:12])}"
+
+
+def _pixel_formats(codec: av.Codec) -> list[str] | None:
+    formats = codec.video_formats
+    return None if formats is None else [item.name for item in formats]
+
+
+def _blame(
+    codec: str, pix_fmt: str, preset: str | None, crf: int | None, options: tuple[tuple[str, str], ...]
+) -> str:
+    """The trial failed: add the settings one at a time to find the one the encoder refuses."""
+    steps = [
+        ("codec", None, None, ()),
+        ("preset", None, preset, ()),
+        ("crf", crf, preset, ()),
+        ("options", crf, preset, options),
+    ]
+    for key, step_crf, step_preset, step_options in steps:
+        error = _trial_encode(codec, pix_fmt, _codec_options(codec, step_crf, step_preset, step_options))
+        if error is None:
+            continue
+        if key == "codec":
+            return f"reassemble.codec {codec!r} cannot encode here ({error})"
+        value = {"preset": preset, "crf": crf, "options": dict(options)}[key]
+        return f"reassemble.{key} {value!r} is refused by {codec} ({error})"
+    return f"reassemble: {codec} refuses these settings together"
+
+
+def _trial_encode(codec: str, pix_fmt: str, options: dict[str, str]) -> str | None:
+    """Open the encoder with the options and encode one small frame; the error if it fails."""
+    if codec == "libx265":  # x265 prints its banner itself; a trial should be silent
+        given = options.get("x265-params")
+        options = {**options, "x265-params": f"{given}:log-level=none" if given else "log-level=none"}
+    try:
+        context = av.CodecContext.create(codec, "w")
+        context.width = context.height = _TRIAL_SIZE
+        context.pix_fmt = pix_fmt
+        context.time_base = Fraction(1, 25)
+        context.framerate = Fraction(25)
+        context.thread_count = 1
+        context.options = options
+        context.open()
+        frame = av.VideoFrame(_TRIAL_SIZE, _TRIAL_SIZE, pix_fmt)
+        frame.pts = 0
+        context.encode(frame)
+        context.encode(None)
+    except (av.error.FFmpegError, ValueError, TypeError) as error:
+        return _reason(error)
+    return None
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+# -- checking timestamps ---------------------------------------------------------------------------
+
+_MAX_TIME_BASE_TERM = 2**31  # FFmpeg keeps a time base as two C ints
+_MAX_PTS = 2**62  # FFmpeg's timestamps are int64; headroom for its sums and rescaling
+
+
+def check_timestamps(out: Path, pts: Sequence[int], end_pts: int, time_base: Fraction) -> None:
+    """Refuse timestamps FFmpeg cannot hold (they come from a manifest, which came from Git)."""
+    if not (
+        isinstance(time_base, Fraction)
+        and time_base > 0
+        and time_base.numerator < _MAX_TIME_BASE_TERM
+        and time_base.denominator < _MAX_TIME_BASE_TERM
+    ):
+        raise MediaError(out, f"time base {time_base} must be a fraction over 0 with terms under 2**31")
+    if not pts:
+        raise MediaError(out, "no frames to encode")
+    for value in (*pts, end_pts):
+        if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= _MAX_PTS:
+            raise MediaError(out, f"timestamp {value!r} is not a whole number under 2**62")
+    if any(later <= earlier for earlier, later in itertools.pairwise(pts)):
+        raise MediaError(out, "frame timestamps must increase")
+    if end_pts <= pts[-1]:
+        raise MediaError(out, f"end_pts {end_pts} must come after the last frame's pts {pts[-1]}")
+
+
 ProgressFn = Callable[[int], None]
+
+_MAX_SIDE = 16384  # the largest picture the usual encoders take (x264's limit)
 
 
 def encode_video(
@@ -95,9 +318,10 @@ def encode_video(
     on_frame: ProgressFn | None = None,
 ) -> None:
     """Write ``pictures`` shown at ``pts`` until ``end_pts``; the file appears only when complete."""
+    _check_request(out, pts, end_pts, time_base, size, settings)
     durations = frame_durations(pts, end_pts)
     rate = nominal_rate(pts, time_base)
-    with _Output(out, settings, size, time_base, rate, audio_source) as output:
+    with _reported(out), _Output(out, settings, size, time_base, rate, audio_source) as output:
         if display_rotation:
             output.video.set_display_rotation(display_rotation)
         for index, (picture, frame_pts) in enumerate(zip(pictures, pts, strict=True)):
@@ -128,6 +352,7 @@ def encode_segmented(
     (or new settings) are encoded; the rest are copied. ``picture_at(i)`` loads frame ``i``."""
     if not settings.segmented:
         raise ValueError(f"{settings.codec} is not encoded in segments")
+    _check_request(out, pts, end_pts, time_base, size, settings)
     durations = frame_durations(pts, end_pts)
     rate = nominal_rate(pts, time_base)
     identity = {**settings.identity(), "size": list(size), "time_base": str(time_base), "rate": str(rate)}
@@ -141,7 +366,7 @@ def encode_segmented(
         if on_frame:
             on_frame(done)
 
-    with _Output(out, settings, size, time_base, rate, audio_source) as output:
+    with _reported(out), _Output(out, settings, size, time_base, rate, audio_source) as output:
         for segment in segments:
             if cache.holds(segment.key):
                 for _ in range(segment.first, segment.last + 1):
@@ -166,6 +391,61 @@ def encode_segmented(
     return EncodedSegments(len(segments), encoded, frames_encoded)
 
 
+def _check_request(
+    out: Path,
+    pts: Sequence[int],
+    end_pts: int,
+    time_base: Fraction,
+    size: tuple[int, int],
+    settings: EncodeSettings,
+) -> None:
+    """Everything an encode is given, checked before a file is opened: one line, not a crash
+    deep inside FFmpeg, when a manifest or a caller passes something it cannot encode."""
+    check_timestamps(out, pts, end_pts, time_base)
+    width, height = size
+    if not all(isinstance(side, int) and 1 <= side <= _MAX_SIDE for side in size):
+        raise MediaError(out, f"picture size {width}x{height} must be 1 to {_MAX_SIDE} pixels a side")
+    settings.validate(out)
+    pix_fmt = settings.pixel_format(width, height)
+    supported = _pixel_formats(av.Codec(settings.codec, "w"))
+    if supported is not None and pix_fmt not in supported:
+        problem = f"{settings.codec} cannot encode {pix_fmt} (the {width}x{height} picture's pix_fmt)"
+        raise MediaError(out, f"{problem}; set reassemble.pix_fmt to one it takes")
+
+
+@contextmanager
+def _reported(out: Path) -> Iterator[None]:
+    """A failure while the video is written as one line naming it: a refused write (disk full,
+    file too large, read-only, no permission) as a :class:`StorageError`, an FFmpeg error as a
+    :class:`MediaError`. Our own errors, and other errors (a damaged frame file), pass as they are."""
+    try:
+        yield
+    except RotoscopeError:
+        raise
+    except OSError as error:
+        if _is_storage(error):
+            raise storage_error(_naming(error, out)) from None
+        if not isinstance(error, av.error.FFmpegError):
+            raise
+        raise MediaError(out, f"cannot write the video ({_reason(error)})") from None
+    except av.error.FFmpegError as error:
+        raise MediaError(out, f"cannot encode the video ({_reason(error)})") from error
+
+
+def _is_storage(error: BaseException) -> bool:
+    """A write the disk refused (full, too large, read-only, not permitted), by its errno."""
+    return isinstance(error, OSError) and isinstance(storage_error(error), StorageError)
+
+
+def _naming(error: OSError, out: Path) -> OSError:
+    """The error with the file a user knows: the output, not its hidden temporary twin (a folder
+    that could not be made, or a frame that could not be read, keeps its own name)."""
+    named = error.filename
+    if named is None or ".partial" in Path(str(named)).name:
+        named = out
+    return OSError(error.errno, error.strerror or os.strerror(error.errno or 0), str(named))
+
+
 def frame_durations(pts: Sequence[int], end_pts: int) -> dict[int, int]:
     """How long each frame shows: until the next one, the last until ``end_pts``."""
     return {p: (pts[k + 1] if k + 1 < len(pts) else end_pts) - p for k, p in enumerate(pts)}
@@ -175,7 +455,8 @@ def nominal_rate(pts: Sequence[int], time_base: Fraction) -> Fraction:
     """The average frame rate the timestamps describe (the encoder's rate control and level)."""
     if len(pts) < 2 or pts[-1] <= pts[0]:
         return Fraction(24)
-    return (Fraction(len(pts) - 1) / ((pts[-1] - pts[0]) * time_base)).limit_denominator(1001)
+    rate = (Fraction(len(pts) - 1) / ((pts[-1] - pts[0]) * time_base)).limit_denominator(1001)
+    return rate or Fraction(1, 1001)  # frames hours apart: still a rate an encoder takes
 
 
 class _Output:
@@ -192,6 +473,8 @@ class _Output:
     ) -> None:
         self.out, self.settings, self.size = out, settings, size
         self.time_base, self.rate, self.audio_source = time_base, rate, audio_source
+        self.container: Any = None
+        self.audio: _AudioFeed | None = None
 
     def __enter__(self) -> _Output:
         self._temp_context = temp_beside(self.out)
@@ -200,6 +483,8 @@ class _Output:
             try:
                 self.container = av.open(str(self.temp), mode="w", format=_format_for(self.out))
             except (av.error.FFmpegError, ValueError) as error:
+                if _is_storage(error):
+                    raise  # reported by _reported as a refused write
                 raise RotoscopeError(self.out, f"cannot write this kind of file ({error})") from None
             self.video = _add_video_stream(
                 self.container, self.settings, self.size, self.time_base, self.rate
@@ -212,14 +497,31 @@ class _Output:
 
     def __exit__(self, kind, error, trace) -> None:
         try:
-            if getattr(self, "container", None) is not None:
-                if kind is None:
-                    self.audio.finish()
-                self.container.close()
             if kind is None:
-                self.temp.replace(self.out)
+                self._finish()
+            else:
+                self._abandon()
         finally:
             self._temp_context.__exit__(kind, error, trace)
+
+    def _finish(self) -> None:
+        """The rest of the audio, the trailer, then the rename: a failure in any leaves no file."""
+        try:
+            if self.audio is not None:
+                self.audio.finish()
+            self.container.close()  # writes the trailer: a full disk shows here too
+        except BaseException:
+            self._abandon()
+            raise
+        self.temp.replace(self.out)
+
+    def _abandon(self) -> None:
+        """Release everything after a failure, whose error is the one to report."""
+        if self.audio is not None:
+            self.audio.close()
+        if self.container is not None:
+            with suppress(av.error.FFmpegError, OSError):
+                self.container.close()  # a half-written file, deleted with its temporary name
 
     def segment_encoder(self) -> Any:
         """A stand-alone encoder configured exactly like the output stream (the same codec header)."""
@@ -280,6 +582,15 @@ def _configure(
     context.thread_type = "FRAME"  # PyAV's SLICE makes x264 slice-thread: 17% slower here
 
 
+# -- the source's audio ----------------------------------------------------------------------------
+
+# Channel counts each transcoding target encodes as the usual layout; others are mixed to stereo.
+_ENCODER_LAYOUTS = {
+    "aac": {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0(side)", 6: "5.1(side)", 8: "7.1"},
+    "libopus": {1: "mono", 2: "stereo"},
+}
+
+
 class _AudioFeed:
     """The source's audio, muxed alongside the video so the output stays interleaved."""
 
@@ -294,16 +605,20 @@ class _AudioFeed:
         if source is None or mode == "none":
             return cls(container, None, None)
         src = open_input(source)
-        if not src.streams.audio:
+        try:
+            if not src.streams.audio:
+                src.close()
+                return cls(container, None, None)
+            in_audio = src.streams.audio[0]
+            if mode == "copy" and _muxer_holds(container.format.name, source):
+                out_audio = container.add_stream_from_template(in_audio)
+                packets = _copied(src, in_audio, out_audio)
+            else:
+                codec = _AUDIO_FALLBACK.get(out.suffix.lower().lstrip("."), "aac")
+                packets = _transcoded(src, in_audio, _add_audio_stream(container, in_audio, codec))
+        except BaseException:
             src.close()
-            return cls(container, None, None)
-        in_audio = src.streams.audio[0]
-        if mode == "copy" and in_audio.codec_context.name in container.supported_codecs:
-            out_audio = container.add_stream_from_template(in_audio)
-            packets = _copied(src, in_audio, out_audio)
-        else:
-            codec = _AUDIO_FALLBACK.get(out.suffix.lower().lstrip("."), "aac")
-            packets = _transcoded(src, in_audio, container, codec)
+            raise
         return cls(container, packets, src)
 
     def _take(self) -> av.Packet | None:
@@ -324,8 +639,45 @@ class _AudioFeed:
         while (packet := self._take()) is not None:
             self._container.mux(packet)
             self._pending = None
+        self.close()
+
+    def close(self) -> None:
         if self._source is not None:
             self._source.close()
+            self._source = None
+
+
+def _muxer_holds(format_name: str, source: Path) -> bool:
+    """Whether this kind of file takes the source's audio as it is, asked of the muxer itself: a
+    file with one of its packets is written into memory, header to trailer. FFmpeg's codec lists
+    are not enough: mp4's names pcm_s16le, but its muxer refuses, at the trailer, stereo PCM from a
+    matroska file ("2 channels" in no named order); mov refuses FLAC."""
+    with open_input(source) as src:
+        in_audio = src.streams.audio[0]
+        first = next((packet for packet in src.demux(in_audio) if packet.dts is not None), None)
+        trial = av.open(io.BytesIO(), mode="w", format=format_name)
+        try:
+            stream = trial.add_stream_from_template(in_audio)
+            if first is not None:
+                first.stream = stream
+                trial.mux(first)
+            trial.close()
+        except (av.error.FFmpegError, ValueError):
+            with suppress(av.error.FFmpegError, ValueError):
+                trial.close()
+            return False
+    return True
+
+
+def _add_audio_stream(container: Any, in_audio: Any, codec: str) -> Any:
+    """An output stream encoding ``codec`` at a rate and channel layout that encoder takes."""
+    rates = av.Codec(codec, "w").audio_rates
+    source = in_audio.codec_context
+    rate = source.sample_rate if not rates or source.sample_rate in rates else 48000
+    layouts = _ENCODER_LAYOUTS.get(codec, {})
+    # a matroska PCM stream may say "2 channels" with no order; name the usual order for it
+    layout = layouts.get(source.layout.nb_channels, "stereo")
+    return container.add_stream(codec, rate=rate, layout=layout)
 
 
 def _copied(src: Any, in_audio: Any, out_audio: Any) -> Iterator[av.Packet]:
@@ -336,14 +688,10 @@ def _copied(src: Any, in_audio: Any, out_audio: Any) -> Iterator[av.Packet]:
         yield packet
 
 
-def _transcoded(src: Any, in_audio: Any, container: Any, codec: str) -> Iterator[av.Packet]:
-    rate = 48000 if codec == "libopus" else in_audio.codec_context.sample_rate
-    out_audio = container.add_stream(codec, rate=rate)
-    out_audio.layout = in_audio.codec_context.layout.name
+def _transcoded(src: Any, in_audio: Any, out_audio: Any) -> Iterator[av.Packet]:
+    context = out_audio.codec_context
     resampler = av.AudioResampler(
-        format=out_audio.codec_context.codec.audio_formats[0].name,
-        layout=out_audio.layout.name,
-        rate=rate,
+        format=context.codec.audio_formats[0].name, layout=context.layout.name, rate=context.sample_rate
     )
     for frame in src.decode(in_audio):
         for converted in resampler.resample(frame):

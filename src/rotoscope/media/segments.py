@@ -28,7 +28,7 @@ from typing import Any
 import av
 from PIL import Image
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import RotoscopeError, storage_error
 from rotoscope.store import temp_beside
 
 SEGMENT_FORMAT = 1  # bump when the file layout or what goes into a key changes
@@ -104,13 +104,17 @@ class SegmentCache:
         rows = [[p.pts, p.dts, p.duration, int(p.keyframe), len(p.data)] for p in packets]
         header = json.dumps({"extradata": extradata.hex(), "packets": rows}).encode()
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with temp_beside(path) as temp:
-            with open(temp, "wb") as handle:
-                handle.write(_MAGIC + struct.pack("<I", len(header)) + header)
-                for packet in packets:
-                    handle.write(packet.data)
-            os.replace(temp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with temp_beside(path) as temp:
+                with open(temp, "wb") as handle:
+                    handle.write(_MAGIC + struct.pack("<I", len(header)) + header)
+                    for packet in packets:
+                        handle.write(packet.data)
+                os.replace(temp, path)
+        except OSError as error:
+            # named by the segment: a failed write() names no file, a failed open its temporary twin
+            raise storage_error(OSError(error.errno, error.strerror, str(path))) from None
 
     def tidy(self, days: float = _KEEP_UNUSED_DAYS) -> None:
         """Forget segments nobody has used for ``days``: an edit older than that re-encodes more."""
