@@ -68,7 +68,11 @@ class Reviewer:
         assert "Traceback" not in completed.stderr, completed.stderr
         assert "\x1b" not in completed.stdout.replace("\x1b[0m", ""), "escape sequences reached the terminal"
         reports_problems = args[3:4] == ("verify",)  # exit 1 with its list of problems
-        if completed.returncode != 0 and args[:3] == (sys.executable, "-m", "rotoscope") and not reports_problems:
+        if (
+            completed.returncode != 0
+            and args[:3] == (sys.executable, "-m", "rotoscope")
+            and not reports_problems
+        ):
             lines = completed.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("rotoscope: error: "), completed.stderr
         return completed

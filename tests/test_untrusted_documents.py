@@ -7,6 +7,7 @@ or refused with a RotoscopeError; never another exception.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -117,19 +118,19 @@ def test_mutated_parameters_are_accepted_or_refused_cleanly(document: dict[str, 
 @FUZZ
 @given(st.text(max_size=300))
 def test_arbitrary_text_as_params_yaml(text: str) -> None:
-    try:
+    with contextlib.suppress(RotoscopeError):
         params.parse(text, "params.yaml")
-    except RotoscopeError:
-        pass
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(["a: &x [", "*x", ", ", "]", "\n", "b: ", "- ", "{", "}", "&y", "*y"]), max_size=40))
+@given(
+    st.lists(
+        st.sampled_from(["a: &x [", "*x", ", ", "]", "\n", "b: ", "- ", "{", "}", "&y", "*y"]), max_size=40
+    )
+)
 def test_alias_soup_is_parsed_or_refused(parts: list[str]) -> None:
-    try:
+    with contextlib.suppress(RotoscopeError):
         params.parse("".join(parts), "params.yaml")
-    except RotoscopeError:
-        pass
 
 
 # -- manifests -----------------------------------------------------------------------------------
@@ -158,7 +159,8 @@ VALID_MANIFEST = {
     "time_base": "1/12800",
     "end_pts": 1536,
     "frames": [
-        {"i": i, "pts": 512 * i, "md5": f"{i:032x}", "bytes": 100 + i, "src": f"{i + 7:032x}"} for i in range(3)
+        {"i": i, "pts": 512 * i, "md5": f"{i:032x}", "bytes": 100 + i, "src": f"{i + 7:032x}"}
+        for i in range(3)
     ],
     "lineage": {
         "parent": "manifests/clip/source.json",
