@@ -118,7 +118,7 @@ def test_new_filter_writes_a_valid_card_and_tracks_the_style(instant_studio: Stu
     assert card.kind == "instant"
     assert card.provenance.artist == "Test Painter"
     assert card.provenance.categories == ["art", "science fiction"]
-    assert card.model is not None and card.model["file"] == "filters/swirls/model.npy"  # instant: made at once
+    assert card.model is not None and card.model["file"] == "filters/swirls/model.npy"
     assert card.made is not None and card.made["recipe"]["style_side"] == 256
     assert (root / "filters/swirls/style.png.dvc").is_file()  # the image itself is DVC's
     assert "/style.png" in (root / "filters/swirls/.gitignore").read_text().splitlines()

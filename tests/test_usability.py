@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,31 @@ def test_fetch_takes_a_single_frame_or_a_range() -> None:
     for bad in ("9-5", "a-b", "", "5-"):
         with pytest.raises(RotoscopeError):
             _parse_range(bad, int, "--frames")
+
+
+def test_ctrl_c_says_it_was_interrupted_and_a_rerun_resumes(studio: Studio, tmp_path: Path) -> None:
+    clip = constant_rate_clip(tmp_path / "long.mp4", size=(640, 360), seconds=12.0)
+    studio.add_video(clip, "long")
+    saved = signal.signal(signal.SIGINT, signal.SIG_DFL)  # a runner in the background ignores it
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rotoscope", "split", "long"],
+            cwd=studio.root,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    partial = studio.root / ".rotoscope" / "partial" / "split-long" / "frames"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(partial.glob("*.jpg"))) < 5:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert (
+        lines and lines[-1].startswith("rotoscope: interrupted") and "run the same command again" in lines[-1]
+    )
+    assert "Traceback" not in err
+    assert "reused from an interrupted run" in rotoscope("split", "long", cwd=studio.root).stderr

@@ -665,11 +665,16 @@ def show_line(line: str) -> None:
     print(terminal(line))
 
 
+_INTERRUPTED = 130  # what shells report for a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def main() -> None:
     """Every way a command can fail ends in one line on standard error (set ROTOSCOPE_DEBUG=1 for
     the traceback of an unexpected one)."""
     try:
         code = app(standalone_mode=False)  # click returns a typer.Exit's code instead of exiting
+        if code == _INTERRUPTED:  # typer turns Ctrl-C into Exit(130), silently
+            raise KeyboardInterrupt
         sys.exit(code if isinstance(code, int) else 0)
     except click.ClickException as error:  # usage: a bad option or argument
         print(f"rotoscope: error: {terminal(error.format_message())} (see --help)", file=sys.stderr)
@@ -679,7 +684,7 @@ def main() -> None:
             "rotoscope: interrupted; finished work is kept: run the same command again to resume",
             file=sys.stderr,
         )
-        sys.exit(130)
+        sys.exit(_INTERRUPTED)
     except RotoscopeError as error:
         _fail(str(error))
     except OSError as error:

@@ -117,11 +117,13 @@ def content_files(studio: Studio, recipe: TrainRecipe) -> list[Path]:
     """The training pictures: frames of the named manifests and photos in the named folders."""
     found: list[Path] = []
     for source in recipe.content:
-        path = (studio.root / source).resolve()
+        path = studio.layout.recorded(source, "train.content")  # never a folder outside the studio
         if path.is_file() and path.suffix == ".json":
             found += _manifest_frames(studio, path)
         elif path.is_dir():
             for item in sorted(path.rglob("*")):
+                if item.is_symlink() and not item.resolve().is_relative_to(studio.root):
+                    continue  # a link out of the studio: someone else's pictures
                 if item.suffix == ".json" and item.is_file():
                     found += _manifest_frames(studio, item)
                 elif item.suffix.lower() in PHOTO_SUFFIXES and item.is_file():
