@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import dvc, git, rotoscope, set_param, write_lossless
 from PIL import Image
+from ruamel.yaml import YAML
 
+from rotoscope.errors import RotoscopeError
 from rotoscope.media.synth import landscape, painting
 from rotoscope.pipeline import split, stylize
 from rotoscope.studio import Studio
@@ -233,10 +235,15 @@ def test_a_new_weight_reblends_without_the_filter(shots_studio: Studio) -> None:
 
 
 def test_bad_temporal_params_name_the_file(shots_studio: Studio) -> None:
-    set_param(shots_studio.root, "renders", "flow.temporal", "smooth")
+    with pytest.raises(RotoscopeError, match=r"renders\.flow\.temporal"):  # never written by us
+        set_param(shots_studio.root, "renders", "flow.temporal", "smooth")
+    params = shots_studio.params_path
+    document = YAML(typ="safe").load(params.read_text())
+    document["renders"]["flow"]["temporal"] = "smooth"
+    YAML(typ="safe").dump(document, params)  # as a hand edit or a pull request would
     failed = rotoscope("stylize", "flow", cwd=shots_studio.root, check=False)
     assert failed.returncode != 0
-    assert "params.yaml: renders.flow: temporal must be one of off, ema, flow" in failed.stderr
+    assert "params.yaml: renders.flow.temporal: 'smooth' is not one of" in failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1
     refused = rotoscope("quality", "manifests/clip/source.json", cwd=shots_studio.root, check=False)
     assert refused.returncode != 0
