@@ -14,6 +14,7 @@ not simply grade the blending against its own flow.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import math
@@ -107,10 +108,20 @@ def assess(
             locks.enter_context(exclusive(studio.layout, lock, f"writing render {render.name!r}"))
         for report, pictures in measure(studio, manifest_paths):
             paths = QualityPaths.for_render(studio, pictures.render, out)
+            _clear_killed_writes(paths)
             write_report(report, paths)
             if preview:
                 write_preview(studio, pictures, paths.preview)
             yield report, paths
+
+
+def _clear_killed_writes(paths: QualityPaths) -> None:
+    """Half-written files a killed run left beside the reports (we hold the render's lock, so no
+    other run is writing them)."""
+    for target in (paths.metrics, paths.plot, paths.preview):
+        if target.parent.is_dir():
+            for leftover in target.parent.glob(f".{glob.escape(target.stem)}.*.partial{target.suffix}"):
+                leftover.unlink(missing_ok=True)
 
 
 def measure(studio: Studio, manifest_paths: list[Path]) -> list[tuple[QualityReport, _Pictures]]:
