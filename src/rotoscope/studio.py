@@ -295,17 +295,18 @@ class Studio:
         probe(source)  # a file we could not split never enters the studio
         target = self.layout.video_file(name, source.suffix.lower() or ".mp4")
         entry = self.videos().get(name)
+        same_bytes = target.is_file() and md5_file(target) == md5_file(source)  # hashed once: videos are big
+        # a name made from the file ("my clip.mp4" and "my-clip.mp4" both give my-clip) never
+        # replaces another video; `--name` given again is a re-shoot of that video
         if entry is not None and (chosen is None or self.layout.recorded(entry.file, "videos") != target):
-            # a name made from the file ("my clip.mp4" and "my-clip.mp4" both give my-clip) never
-            # replaces another video; `--name` given again is a re-shoot of that video
             registered = self.layout.recorded(entry.file, f"videos.{name}.file")
-            if registered != target or not (target.is_file() and md5_file(target) == md5_file(source)):
+            if registered != target or not same_bytes:
                 raise ParamsError(
                     source,
                     f"a different video is already registered as {name!r} ({entry.file}); "
                     "pick another --name",
                 )
-        if not (target.is_file() and md5_file(target) == md5_file(source)):
+        if not same_bytes:
             atomic_copy(source, target)
         dvc_track(self.root, target)
         document = self.params()
