@@ -189,7 +189,7 @@ def our_sizes(studio: Studio, name: str) -> list[int]:
 def bench_clip(clip: Clip, scratch: Path, repeat: int) -> Result:
     print(f"{clip.label}:", flush=True)
     studio = make_studio(scratch / f"studio-{clip.label}", clip.path, "clip")
-    video = studio.root / studio.video_entry("clip")["file"]
+    video = studio.video_file("clip")
     folder = scratch / f"ffmpeg-{clip.label}"
     time_ours(studio, "clip")  # warm-up, and the sizes the calibration aims at
     target = mean(our_sizes(studio, "clip")[:CALIBRATION_FRAMES])

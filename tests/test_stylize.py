@@ -19,6 +19,8 @@ from PIL import Image
 
 from rotoscope import manifest as manifests
 from rotoscope.media.synth import painting
+from rotoscope.pipeline import StylizedFrames
+from rotoscope.store import FrameReuse
 from rotoscope.studio import Studio
 
 
@@ -36,7 +38,7 @@ def test_model_runs_only_for_frames_it_has_not_made(render_studio: Studio, tmp_p
     assert repro(root) == len(CHANGED)  # two re-shot frames, two model runs
 
     set_param(root, "renders", "look.strength", 0.5)
-    assert repro(root) == FRAMES  # a new look: every frame again
+    assert repro(root) == 0  # a new strength: every frame mixed again from its kept painting
 
     set_param(root, "renders", "look.strength", 0.8)  # back to a look made before
     assert repro(root) == 0
@@ -272,12 +274,24 @@ def test_a_killed_stylize_run_resumes(render_studio: Studio, tmp_path: Path) -> 
         time.sleep(0.02)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
-    made = len([p for p in index.rglob("*") if p.is_file()])
-    assert 0 < made < frames
+    made = {p.name for p in index.rglob("*") if p.is_file()}  # paintings and finished frames
+    source = render_studio.load_manifest("clip")
+    model = json.loads((root / "filters/swirls/filter.json").read_text())["model"]["md5"]
+    job = render_studio.render_job("look")
+    keys = StylizedFrames(render_studio, job, source, model, FrameReuse(render_studio.layout))
+    painted = sum(keys.painting_key(frame) in made for frame in source.frames)
+    finished = sum(key in made for key in keys.output_keys())
+    assert 0 < finished <= painted < frames
     assert not (root / "manifests/clip/look.json").exists()  # nothing half-written where it shows
     rotoscope("stylize", "look", cwd=root)
     counts = json.loads((root / ".rotoscope/logs/stylize-look.json").read_text())
-    assert counts == {"frames": frames, "stylized": frames - made, "blended": 0, "reused": made}
+    assert counts == {
+        "frames": frames,
+        "stylized": frames - painted,  # the paintings the killed run had not kept
+        "mixed": frames - finished,
+        "blended": 0,
+        "reused": finished,
+    }
     rotoscope("verify", "manifests/clip/look.json", cwd=root)
 
 

@@ -222,8 +222,8 @@ def test_a_resumed_run_blends_the_same_bytes(shots_studio: Studio) -> None:
     for key in frames.output_keys()[5:]:
         (index / key[:2] / key).unlink(missing_ok=True)  # as if killed after frame 4
     resumed = stylize(shots_studio, "flow")
-    # frame 8 starts a shot: its output is its own stylization, painted again; the rest blended
-    assert (resumed.stylized, resumed.blended) == (1, 2 * SHOT - 5 - 1)
+    # frame 8 starts a shot: its output is its own mix, made again from its kept painting
+    assert (resumed.stylized, resumed.mixed, resumed.blended) == (0, 1, 2 * SHOT - 5 - 1)
     assert md5s(shots_studio, "flow") == whole
 
 

@@ -38,8 +38,8 @@ class Lineage:
 
     parent: str  # the source manifest, relative to the studio
     parent_md5: str  # the md5 of the parent manifest's file when this one was made
-    filter: dict[str, Any]  # name, kind, model_md5
-    render: dict[str, Any]  # strength, preserve_color, max_side, and temporal settings if any
+    filter: dict[str, Any]  # name, kind, model_md5; a crossfade's second filter as "crossfade"
+    render: dict[str, Any]  # strength (or keyframes), preserve_color, max_side, crossfade, range, temporal
 
 
 @dataclass

@@ -19,8 +19,9 @@ import numpy as np
 from PIL import Image
 
 from rotoscope import manifest as manifests
-from rotoscope.errors import RotoscopeError
-from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, Stylizer
+from rotoscope.credit import render_credit
+from rotoscope.errors import ParamsError, RotoscopeError
+from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, Stylizer, fit_within
 from rotoscope.locks import exclusive, render_lock, video_lock
 from rotoscope.manifest import Frame, Lineage, Manifest
 from rotoscope.media import (
@@ -45,7 +46,8 @@ from rotoscope.store import (
     temp_beside,
 )
 from rotoscope.studio import RenderJob, SplitSettings, Studio
-from rotoscope.temporal import CutDetector, Motion, MotionEstimator, blend, thumbnail
+from rotoscope.temporal import Motion, MotionEstimator, blend, is_cut, thumbnail
+from rotoscope.timeline import SCALE, frame_seconds
 
 _WORKERS = max(2, os.cpu_count() or 2)
 
@@ -117,23 +119,26 @@ def _write_frames(
 ) -> tuple[list[Frame], int, list[int]]:
     """Convert and encode on worker threads while this thread decodes; find the scene cuts.
 
-    PyAV's scaler and Pillow writing to a file both release the GIL, so the workers run in
-    parallel with each other and with FFmpeg's own decoding threads.
+    PyAV's scaler, Pillow writing to a file and OpenCV's flow all release the GIL, so the
+    workers run in parallel with each other and with FFmpeg's own decoding threads. This thread
+    only decodes and hands out work: judging a cut (which needs two frames' thumbnails) is sent
+    to the workers as soon as both thumbnails are made.
     """
     frames: list[Frame] = []
     reused = 0
-    cuts: list[int] = []
-    detector = CutDetector()
+    cut_checks: list[Future[bool]] = []
+    previous: np.ndarray | None = None
     in_flight: deque[tuple[int, int, Future[_StoredFrame]]] = deque()
 
     def collect() -> None:
-        nonlocal reused
+        nonlocal reused, previous
         index, pts, future = in_flight.popleft()
         stored = future.result()
         reused += stored.was_there
         frames.append(Frame(i=index, pts=pts, md5=stored.md5, bytes=stored.size))
-        if detector.starts_shot(stored.thumbnail):
-            cuts.append(index)
+        if previous is not None:
+            cut_checks.append(pool.submit(is_cut, previous, stored.thumbnail))
+        previous = stored.thumbnail
         update(len(frames))
 
     with ThreadPoolExecutor(_WORKERS) as pool:
@@ -144,6 +149,7 @@ def _write_frames(
                 collect()
         while in_flight:
             collect()
+        cuts = [index for index, check in enumerate(cut_checks, start=1) if check.result()]
     return frames, reused, cuts
 
 
@@ -156,12 +162,11 @@ class _StoredFrame:
 
 
 def _store_frame(decoded: DecodedFrame, target: Path, settings: SplitSettings) -> _StoredFrame:
-    picture = decoded.image()
-    small = thumbnail(np.asarray(picture.convert("L")))
+    small = thumbnail(decoded.luma())
     was_there = target.is_file()  # written atomically by an earlier run, so complete
     if not was_there:
         with temp_beside(target) as temp:
-            save_image(picture, temp, settings.format, settings.quality)
+            save_image(decoded.image(), temp, settings.format, settings.quality)
             os.replace(temp, target)
     return _StoredFrame(md5_file(target), target.stat().st_size, was_there, small)
 
@@ -195,19 +200,24 @@ def _end_pts(info: VideoInfo, frames: list[Frame]) -> int:
 
 # -- stylize ---------------------------------------------------------------------------------
 
+MIX_VERSION = 1  # bump when a change changes how paintings are kept or mixed (reuse keys)
+_WEBP_MAX_SIDE = 16383  # WebP's limit; a larger painting is kept as PNG
+
 
 @dataclass(frozen=True)
 class StylizeResult:
     manifest_path: Path
     frames: int
-    stylized: int  # frames the filter ran on
+    stylized: int  # paintings made: the filters' network runs
     blended: int  # frames blended with the one before (temporal ema or flow)
-    reused: int  # frames found already made the same way
+    reused: int  # frames found already made the same way (or, outside the range, the source's own)
+    mixed: int = 0  # frames mixed anew from their paintings and the source (paintings found or made)
 
     def counts(self) -> dict[str, int]:
         return {
             "frames": self.frames,
             "stylized": self.stylized,
+            "mixed": self.mixed,
             "blended": self.blended,
             "reused": self.reused,
         }
@@ -216,9 +226,12 @@ class StylizeResult:
 def stylize(studio: Studio, name: str) -> StylizeResult:
     """Run the render ``name``'s filter over its video's frames, reusing every frame made before.
 
-    A frame's own stylization is made again only when its (source md5, model md5, look) has never
-    been made or its bytes are gone from both the DVC cache and our blob folder; the filter is not
-    even loaded when every frame is found. With a temporal method each output also depends on the
+    Each frame's painting (the filter alone at full strength) is kept under its (source md5,
+    model md5, painting settings) and painted again only when that was never made or its bytes are
+    gone; the filter is not even loaded when every painting is found. A frame is its painting(s)
+    mixed over the source at its moment's strength and crossfade (:mod:`rotoscope.timeline`), kept
+    under a key of the paintings and those values: a changed keyframe re-mixes only the frames whose
+    values changed, with no network run. With a temporal method each output also depends on the
     output before it, back to the last scene cut, and is found again by that chain.
     """
     job = studio.render_job(name)
@@ -227,32 +240,28 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
 
 
 def _stylize(studio: Studio, job: RenderJob) -> StylizeResult:
-    from rotoscope.filters.card import load_card
-    from rotoscope.filters.catalogue import filter_entry
-
     name = job.name
     parent_path = studio.manifest_path(job.video)
     parent = manifests.load(parent_path)
-    entry = filter_entry(studio, job.filter)
-    card = load_card(entry.card)
-    if card.model is None:
-        raise RotoscopeError(entry.card, f"filter {job.filter!r} has no model yet (run `dvc repro`)")
+    used = filter_used(studio, job.filter)
+    fade = crossfade_used(studio, job)
     if job.temporal_settings().on and parent.cuts is None:
         raise RotoscopeError(
             parent_path,
             f"no scene cuts recorded (split by an older rotoscope; run `dvc repro -f split@{job.video}`)",
         )
-    model_md5 = card.model["md5"]
     reuse = FrameReuse(studio.layout)
     reuse.tidy()
     staged = studio.partial_dir(f"stylize-{name}")
     studio.layout.remove_tree(staged)
     staged.mkdir(parents=True)
-    made = StylizedFrames(studio, job, parent, model_md5, reuse)
+    made = StylizedFrames(studio, job, parent, used["model_md5"], reuse, fade and fade["model_md5"])
     with progress_bar(f"stylize {name}", len(parent.frames)) as update:
         frames = made.stage_all(staged, update)
     width, height = made.size or (parent.width, parent.height)
-    render = {key: made.look[key] for key in ("strength", "preserve_color", "max_side")}
+    look = job.look()
+    render = {key: look[key] for key in ("strength", "preserve_color", "max_side")}
+    render |= {key: look[key] for key in ("crossfade", "range") if key in look}
     if made.temporal.on:
         render |= {"temporal": made.temporal.method, "temporal_weight": made.temporal.weight}
     result = Manifest(
@@ -269,7 +278,7 @@ def _stylize(studio: Studio, job: RenderJob) -> StylizeResult:
         lineage=Lineage(
             parent=studio.relative(parent_path),
             parent_md5=md5_file(parent_path),
-            filter={"name": job.filter, "kind": card.kind, "model_md5": model_md5},
+            filter=used | ({"crossfade": fade} if fade else {}),
             render=render,
         ),
     )
@@ -277,9 +286,32 @@ def _stylize(studio: Studio, job: RenderJob) -> StylizeResult:
     text = manifests.render(result, target)
     replace_dir(staged, studio.layout.deletable(studio.layout.frames_dir_record(job.video, name)))
     atomic_write_text(target, text)
-    outcome = StylizeResult(target, len(frames), made.stylized, made.blended, len(frames) - made.made)
+    outcome = StylizeResult(target, len(frames), made.stylized, made.blended, made.reused, made.mixed)
     atomic_write_text(studio.log_path(f"stylize-{name}"), json.dumps(outcome.counts()) + "\n")
     return outcome
+
+
+def filter_used(studio: Studio, name: str) -> dict[str, str]:
+    """A filter's name, kind and model md5, from its card; refused while it has no model."""
+    from rotoscope.filters.card import load_card
+    from rotoscope.filters.catalogue import filter_entry
+
+    entry = filter_entry(studio, name)
+    card = load_card(entry.card)
+    if card.model is None:
+        raise RotoscopeError(entry.card, f"filter {name!r} has no model yet (run `dvc repro`)")
+    return {"name": name, "kind": card.kind, "model_md5": card.model["md5"]}
+
+
+def crossfade_used(studio: Studio, job: RenderJob) -> dict[str, str] | None:
+    """The filter a render crossfades to (as :func:`filter_used`), or None."""
+    crossfade = job.timeline().crossfade
+    if crossfade is None:
+        return None
+    try:
+        return filter_used(studio, crossfade.to)
+    except ParamsError as error:  # an unknown name, refused as an unknown `filter` is
+        raise ParamsError(error.path, f"renders.{job.name}.crossfade.to: {error.problem}") from None
 
 
 def _frame_files(job: RenderJob) -> dict[str, object]:
@@ -288,77 +320,151 @@ def _frame_files(job: RenderJob) -> dict[str, object]:
     return {**shrink, "format": job.format, "quality": job.quality}
 
 
+def mix_pixels(
+    source: np.ndarray | None, paintings: list[tuple[np.ndarray, int]], strength: int
+) -> np.ndarray:
+    """``strength`` thousandths of the paintings (their shares in thousandths, summing to 1000)
+    over the rest of the source, in integers: the same bytes on every machine, rounded half up.
+
+    At full strength the source is not needed (None), and one painting comes back unchanged."""
+    scale = SCALE * SCALE  # 255 * 10**6 still fits an int32
+    total = np.zeros(paintings[0][0].shape, dtype=np.int32)
+    for painting, share in paintings:
+        total += painting.astype(np.int32) * (share * strength)
+    if strength < SCALE:
+        assert source is not None
+        total += source.astype(np.int32) * ((SCALE - strength) * SCALE)
+    total += scale // 2
+    total //= scale
+    return total.astype(np.uint8)
+
+
 class StylizedFrames:
-    """A render's frames: each frame's own stylization and, with a temporal method, its blend
-    with the output before it; found again in the reuse store or made and kept there."""
+    """A render's frames. Each frame's painting by each filter it takes (the filter alone at full
+    strength, kept losslessly) is found in the reuse store or painted; the frame itself is those
+    paintings mixed over the source frame at its moment's values, or, outside the render's range
+    or at strength 0, the source frame; with a temporal method that is blended with the output
+    before it. Every stage is kept under its own key, so an edit redoes only what it changes."""
 
     def __init__(
-        self, studio: Studio, job: RenderJob, parent: Manifest, model_md5: str, reuse: FrameReuse
+        self,
+        studio: Studio,
+        job: RenderJob,
+        parent: Manifest,
+        model_md5: str,
+        reuse: FrameReuse,
+        fade_md5: str | None = None,
     ) -> None:
-        self.studio, self.job, self.parent = studio, job, parent
-        self.model_md5, self.reuse = model_md5, reuse
-        self.look = {**job.look(), "apply": APPLY_VERSION, "memory_mb": DEFAULT_MEMORY_MB}
+        self.studio, self.job, self.parent, self.reuse = studio, job, parent, reuse
         self.temporal = job.temporal_settings()
-        self.stylized = 0  # filter runs
+        timeline = job.timeline()
+        self.filters = [job.filter]  # 0: the render's filter, 1: the one it crossfades to
+        self.models = [model_md5]
+        if timeline.crossfade is not None:
+            self.filters.append(timeline.crossfade.to)
+            self.models.append(fade_md5 or filter_used(studio, timeline.crossfade.to)["model_md5"])
+        seconds = frame_seconds([frame.pts for frame in parent.frames], parent.time_base_fraction)
+        self.mixes = timeline.frames(seconds)  # by frame index
+        self.painting = {**job.painting(), "apply": APPLY_VERSION, "memory_mb": DEFAULT_MEMORY_MB}
+        self.stylized = 0  # paintings made (network runs)
+        self.mixed = 0  # frames mixed from their paintings (or the source re-encoded)
         self.blended = 0  # temporal blends made
-        self.made = 0  # output frames not found: painted, blended, or both
+        self.reused = 0  # output frames found, or taken from the source as they are
         self.size: tuple[int, int] | None = None
-        self._filter: Stylizer | None = None
+        self._stylizers: dict[int, Stylizer] = {}
         self._motion: _MotionAhead | None = None
+        # the source's own file serves a frame left as the source when it is what we would write
+        self._source_as_is = job.format == parent.extract.get("format") and (
+            job.max_side is None or max(parent.width, parent.height) <= job.max_side
+        )
+        self._own_keys = [self._own_key(source) for source in parent.frames]
+
+    # -- keys --------------------------------------------------------------------------------
+    def painting_key(self, source: Frame, which: int = 0) -> str:
+        """A painting's key: the source frame, the model, the painting settings."""
+        return FrameReuse.key(source.md5, self.models[which], self.painting)
 
     def own_key(self, source: Frame) -> str:
-        return FrameReuse.key(source.md5, self.model_md5, self.look)
+        return self._own_keys[source.i]
+
+    def _own_key(self, source: Frame) -> str:
+        """The frame before any temporal blend: its paintings and its mix values (or the source
+        frame, which is then all that decides it), and how it is written."""
+        mix = self.mixes[source.i]
+        what: dict[str, object] = {"format": self.job.format, "quality": self.job.quality, "mix": MIX_VERSION}
+        if mix.is_source:
+            what |= {"source": source.md5, "max_side": self.job.max_side}
+        else:
+            shares = [[self.painting_key(source, which), share] for which, share in mix.paintings()]
+            what |= {"source": source.md5, "strength": mix.strength, "paintings": shares}
+        return md5_bytes(json.dumps(what, sort_keys=True).encode())
 
     def output_keys(self) -> list[str]:
-        """Each output's reuse key: its own stylization's, or after a frame that is not the start of
-        a shot, that chained to the key of the output before it."""
-        own = [self.own_key(source) for source in self.parent.frames]
+        """Each output's reuse key: the frame's own, or where it is blended with the output before
+        it, that chained to the key of the output before it."""
         if not self.temporal.on:
-            return own
-        starts = self.shot_starts()
+            return list(self._own_keys)
+        alone = self.unblended()
         keys: list[str] = []
-        for index, key in enumerate(own):
+        for index, key in enumerate(self._own_keys):
             chained = {"own": key, "after": keys[-1] if keys else None, **self.temporal.key()}
-            keys.append(key if index in starts else md5_bytes(json.dumps(chained, sort_keys=True).encode()))
+            keys.append(key if index in alone else md5_bytes(json.dumps(chained, sort_keys=True).encode()))
         return keys
 
     def shot_starts(self) -> set[int]:
         return {0, *(self.parent.cuts or [])}
 
+    def unblended(self) -> set[int]:
+        """The frames never blended with the one before: each shot's first, every frame outside
+        the range, and the first one inside it (the filter comes in afresh there)."""
+        outside = {index for index, mix in enumerate(self.mixes) if not mix.inside}
+        entering = {index + 1 for index in outside if index + 1 < len(self.mixes)} - outside
+        return self.shot_starts() | outside | entering
+
+    # -- making them -------------------------------------------------------------------------
     def stage_all(self, staged: Path, update: Callable[..., None]) -> list[Frame]:
         """Every output frame copied into ``staged`` (in order: each may need the one before)."""
         if self.temporal.method != "flow":
             return self._stage_in_order(staged, update)
-        with _MotionAhead(self.parent, self.shot_starts(), self._source_file) as self._motion:
+        with _MotionAhead(self.parent, self.unblended(), self._source_file) as self._motion:
             return self._stage_in_order(staged, update)
 
     def _stage_in_order(self, staged: Path, update: Callable[..., None]) -> list[Frame]:
         frames = []
         for source, key in zip(self.parent.frames, self.output_keys(), strict=True):
-            blob, md5, size = self.reuse.find(key) or self._output(source, key, staged)
+            found = self._found(source, key)
+            self.reused += found is not None
+            blob, md5, size = found or self._output(source, key, staged)
             target = staged / self._name(source)
             atomic_copy(blob, target)
             if self.size is None:
                 with Image.open(target) as picture:
                     self.size = picture.size
             blended = f", {self.blended} blended" if self.temporal.on else ""
-            update(source.i + 1, f"{self.stylized} stylized{blended}")
+            update(source.i + 1, f"{self.stylized} stylized, {self.mixed} mixed{blended}")
             frames.append(Frame(i=source.i, pts=source.pts, md5=md5, bytes=size, src=source.md5))
         return frames
 
+    def _found(self, source: Frame, key: str) -> tuple[Path, str, int] | None:
+        if key == self.own_key(source) and self.mixes[source.i].is_source and self._source_as_is:
+            return self._source_blob(source)
+        return self.reuse.find(key)
+
     def own(self, source: Frame) -> tuple[Path, str, int]:
-        """The frame's own stylization (the filter alone), found or painted."""
+        """The frame before any temporal blend, found or made: its paintings mixed over the source
+        at its values, or the source frame itself."""
+        mix = self.mixes[source.i]
+        if mix.is_source and self._source_as_is:
+            return self._source_blob(source)
         key = self.own_key(source)
-        return self.reuse.find(key) or self._paint(source, key)
+        return self.reuse.find(key) or self._mix(source, key)
 
     def _name(self, source: Frame) -> str:
         return f"{source.i:0{manifests.FRAME_NAME_DIGITS}d}.{self.job.format}"
 
     def _output(self, source: Frame, key: str, staged: Path) -> tuple[Path, str, int]:
-        self.made += 1
-        own_key = self.own_key(source)
-        own = self.reuse.find(own_key) or self._paint(source, own_key)
-        if key == own_key:
+        own = self.own(source)
+        if key == self.own_key(source):
             return own
         previous = _rgb(staged / self._name(self.parent.frames[source.i - 1]))
         styled = _rgb(own[0])
@@ -367,21 +473,53 @@ class StylizedFrames:
         self.blended += 1
         return self._keep(key, mixed)
 
-    def _paint(self, source: Frame, key: str) -> tuple[Path, str, int]:
+    def _mix(self, source: Frame, key: str) -> tuple[Path, str, int]:
+        mix = self.mixes[source.i]
+        picture = self._source_picture(source) if mix.strength < SCALE or mix.is_source else None
+        if not mix.is_source:
+            paintings = [(self._painting(source, which), share) for which, share in mix.paintings()]
+            under = None if picture is None else _same_size(picture, paintings[0][0])
+            picture = Image.fromarray(mix_pixels(under, paintings, mix.strength))
+        assert picture is not None
+        self.mixed += 1
+        return self._keep(key, picture)
+
+    def _painting(self, source: Frame, which: int) -> np.ndarray:
+        key = self.painting_key(source, which)
+        found = self.reuse.find(key)
+        return _rgb(found[0]) if found else self._paint(source, which, key)
+
+    def _paint(self, source: Frame, which: int, key: str) -> np.ndarray:
         from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer
 
-        if self._filter is None:
-            self._filter = load_stylizer(self.studio, self.job.filter)
-        settings = ApplySettings(self.job.strength, self.job.preserve_color, self.job.max_side)
+        if which not in self._stylizers:
+            self._stylizers[which] = load_stylizer(self.studio, self.filters[which])
+        # full strength: the frame's strength is mixed in afterwards, from the painting kept here
+        settings = ApplySettings(1.0, self.job.preserve_color, self.job.max_side, self.job.brush)
         with Image.open(self._source_file(source)) as picture:
-            styled = apply_filter(self._filter, picture.convert("RGB"), settings)
+            styled = apply_filter(self._stylizers[which], picture.convert("RGB"), settings)
         self.stylized += 1
-        return self._keep(key, styled)
+        with temp_beside(self.reuse.blob_dir / f"painting-{key}.webp") as temp:
+            if max(styled.size) <= _WEBP_MAX_SIDE:  # lossless, and several times faster than PNG
+                styled.save(temp, "WEBP", lossless=True, quality=0, method=0)
+            else:
+                styled.save(temp, "PNG", compress_level=1)
+            self.reuse.keep(key, temp)
+        return np.asarray(styled)
 
     def _keep(self, key: str, picture: Image.Image) -> tuple[Path, str, int]:
         with temp_beside(self.reuse.blob_dir / f"made-{key}") as temp:
             save_image(picture, temp, self.job.format, self.job.quality)
             return self.reuse.keep(key, temp)
+
+    def _source_picture(self, source: Frame) -> Image.Image:
+        """The source frame at the render's size (what the filter paints over)."""
+        with Image.open(self._source_file(source)) as picture:
+            return fit_within(picture.convert("RGB"), self.job.max_side)
+
+    def _source_blob(self, source: Frame) -> tuple[Path, str, int]:
+        path = self._source_file(source)
+        return path, source.md5, path.stat().st_size
 
     def _source_file(self, source: Frame) -> Path:
         check = self.reuse.blobs.check(source.md5, self.parent.frame_path(self.studio.root, source))
@@ -391,6 +529,15 @@ class StylizedFrames:
                 f"source frame {source.i} is {check.state} (run `dvc pull` or `dvc checkout`)",
             )
         return check.where
+
+
+def _same_size(picture: Image.Image, painting: np.ndarray) -> np.ndarray:
+    """The source frame as pixels the size of its painting (a filter keeps the size it is given;
+    this guards the mix should one ever round a side differently)."""
+    height, width = painting.shape[:2]
+    if picture.size != (width, height):
+        picture = picture.resize((width, height), Image.Resampling.LANCZOS)
+    return np.asarray(picture)
 
 
 class _MotionAhead:
@@ -470,6 +617,7 @@ def _reassemble(studio: Studio, manifest: Manifest, out: Path, settings: EncodeS
             "(run `dvc pull`, or set reassemble.audio: none)",
         )
     frames = manifest.frames
+    credit = render_credit(studio, manifest)  # a render credits its filter's artwork; a source none
     with progress_bar(f"reassemble {manifest.name}", len(frames)) as update:
         return encode_at_timestamps(
             studio,
@@ -480,6 +628,7 @@ def _reassemble(studio: Studio, manifest: Manifest, out: Path, settings: EncodeS
             [frame.md5 for frame in frames],
             lambda i: _picture(studio, manifest, frames[i]),
             update,
+            metadata=credit.for_container() if credit else None,
         )
 
 
@@ -492,8 +641,10 @@ def encode_at_timestamps(
     identities: list[str],
     picture_at: Callable[[int], Image.Image],
     update: Callable[[int], None],
+    metadata: dict[str, str] | None = None,
 ) -> ReassembleResult:
-    """Pictures shown at a manifest's timestamps, with its source video's audio when present.
+    """Pictures shown at a manifest's timestamps, with its source video's audio when present,
+    and ``metadata`` as the container's tags.
 
     In segments when the codec allows: ``identities[i]`` names picture ``i``, and segments whose
     pictures all kept their names come from the segment cache by stream copy.
@@ -507,6 +658,7 @@ def encode_at_timestamps(
         "size": size,
         "settings": settings,
         "audio_source": audio_source if audio_source.is_file() else None,
+        "metadata": metadata,
     }
     if not settings.segmented:
         encode_video(out, (picture_at(i) for i in range(len(pts))), pts, on_frame=update, **common)

@@ -348,7 +348,8 @@ def _stale(job: RenderJob, render: Manifest, source_path: Path) -> bool:
     now = job.look()
     return (
         md5_file(source_path) != render.lineage.parent_md5
-        or any(made_with.get(key) != now[key] for key in ("strength", "preserve_color", "max_side"))
+        or any(made_with.get(key) != now.get(key) for key in ("strength", "preserve_color", "max_side"))
+        or any(made_with.get(key) != now.get(key) for key in ("crossfade", "range"))
         or (render.extract.get("format"), render.extract.get("quality")) != (now["format"], now["quality"])
         or made_with.get("temporal", "off") != job.temporal
         or made_with.get("temporal_weight", job.temporal_weight) != job.temporal_weight

