@@ -276,6 +276,11 @@ def train(
     scratch.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(recipe.seed)
+    if teacher is not None:
+        cache = teacher_cache or scratch.with_name(f"{scratch.name}-teacher")
+        objective = distil.objective(files, md5s, teacher, recipe, cache, progress)
+    else:  # before the transformer: building VGG16 draws from the seeded generator too
+        objective = _perceptual_objective(studio, files, style_path, recipe)
     transformer = build_transformer(**recipe.network_shape())
     optimizer = keras.optimizers.Adam(_learning_rate(recipe, keras))
     optimizer.build(transformer.trainable_variables)
@@ -284,12 +289,6 @@ def train(
         transformer.load_weights(scratch / "checkpoint.weights.h5")
         _load_optimizer(optimizer, scratch / "optimizer.npz")
         start_step, spent = state["step"], state["seconds"]
-
-    if teacher is not None:
-        cache = teacher_cache or scratch.with_name(f"{scratch.name}-teacher")
-        objective = distil.objective(files, md5s, teacher, recipe, cache, progress)
-    else:
-        objective = _perceptual_objective(studio, files, style_path, recipe)
 
     @tf.function
     def step_fn(*tensors):
