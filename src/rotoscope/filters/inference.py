@@ -889,6 +889,22 @@ def working_bytes_per_pixel(layers: list[_Layer]) -> int:
     return math.ceil(4 * peak * _ARENA_SLACK) + _PICTURE_BYTES
 
 
+def network_flops(layers: list[_Layer], height: int, width: int) -> int:
+    """The floating-point operations of one pass over a ``height`` x ``width`` picture: two per
+    multiply-add of every conv as Keras defines it (the NCHWc graph's zero taps not counted)."""
+    sides = _layer_sides(layers)
+    channels = _layer_channels(layers)
+    total = 0
+    for layer in layers:
+        if layer.kind == "Conv2D":
+            config = layer.config
+            side_h, side_w = sides[layer.name]
+            depth = channels[layer.inputs[0]] // config["groups"]
+            taps = config["kernel_size"][0] * config["kernel_size"][1] * depth
+            total += 2 * round(height * side_h) * round(width * side_w) * config["filters"] * taps
+    return total
+
+
 _ARENA_SLACK = 1.6  # the measured peaks over the largest layer's tensors: 1.52 on the full network
 _PICTURE_BYTES = 48  # the NHWC picture, its NCHW copy, the output and its cropped copy (float32 RGB)
 
