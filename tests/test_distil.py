@@ -226,4 +226,6 @@ def test_recipe_checks_what_the_schema_cannot(studio: Studio) -> None:
         )
     recipe = TrainRecipe.from_params({"light": True, "steps": 50}, {"distil": True, "steps": 70}, where)
     assert (recipe.teacher, recipe.width, recipe.steps) == ("instant", 0.25, 70)  # own settings win
-    assert TrainRecipe.from_params({}, {"distil": True, "teacher": None}, where).teacher is None
+    perceptual = TrainRecipe.from_params({}, {"distil": True, "teacher": None, "size": 2048}, where)
+    assert perceptual.teacher is None  # and its size may pass teacher_side: no teacher paints
+    assert "teacher_crops" not in perceptual.as_dict()  # its card and resume key read as before

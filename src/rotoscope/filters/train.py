@@ -34,9 +34,10 @@ from rotoscope.studio import Studio
 # One thin convolution at full resolution: on a CPU wide ones cost more than the rest of a thin net
 LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle", "head": "refine"}
 # The CPU recipe (``distil: true``): the light net learning the instant filter's paintings. No loss
-# network, so a step costs a few light-net passes; DISTIL_STEPS is what fits ~10 minutes on 2 cores.
+# network, so a step costs a few light-net passes: 3000 steps of 160 px fit ~10 minutes on 2 cores.
 DISTIL = {**LIGHT, "teacher": "instant", "steps": 3000, "size": 160, "batch": 4, "learning_rate": 0.002}
 TEACHERS = ("instant",)  # what distil.Teacher offers (kept here: no ONNX Runtime import to check)
+DISTIL_ONLY = ("teacher_side", "teacher_crops", "edge_weight", "texture_weight")
 MAX_TEACHER_PIXELS = 1 << 27  # the teacher's crops live in memory: 2 x 3 bytes a pixel, 768 MB
 NETWORK_STEMS = ("conv", "unshuffle")  # what network.build_transformer offers (kept here: no TF import)
 NETWORK_HEADS = ("conv", "shuffle", "refine")
@@ -66,7 +67,7 @@ class TrainRecipe:
     teacher_side: int = 1024  # the teacher paints crops of the pictures shrunk to this longest side
     teacher_crops: int = 1024  # crops it paints, spread over the training pictures
     edge_weight: float = 1.0  # distil: weight of the image-gradient term beside the pixel term
-    texture_weight: float = 0.0  # distil: weight of the high-frequency energy term
+    texture_weight: float = 2.0  # distil: weight of the fine-detail energy term (0: pixels alone)
 
     @classmethod
     def from_params(cls, shared: dict[str, Any], own: dict[str, Any], where: Path) -> TrainRecipe:
@@ -116,7 +117,7 @@ class TrainRecipe:
             raise RotoscopeError(
                 where, f"train.teacher must be one of {list(TEACHERS)} or null, not {self.teacher!r}"
             )
-        if self.teacher_side < self.size:
+        if self.teacher and self.teacher_side < self.size:
             raise RotoscopeError(
                 where, f"train.teacher_side ({self.teacher_side}) must be at least train.size ({self.size})"
             )
@@ -131,7 +132,13 @@ class TrainRecipe:
                 )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every setting, less the distillation's when there is no teacher (so a perceptual
+        recipe's card and resume key read as they did before distillation existed)."""
+        settings = asdict(self)
+        if not self.teacher:
+            for name in DISTIL_ONLY:
+                del settings[name]
+        return settings
 
     def network_shape(self) -> dict[str, Any]:
         """The arguments of ``network.build_transformer``."""
