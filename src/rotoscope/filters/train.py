@@ -34,8 +34,8 @@ from rotoscope.studio import Studio
 # One thin convolution at full resolution: on a CPU wide ones cost more than the rest of a thin net
 LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle", "head": "refine"}
 # The CPU recipe (``distil: true``): the light net learning the instant filter's paintings. No loss
-# network, so a step costs a few light-net passes: 3000 steps of 160 px fit ~10 minutes on 2 cores.
-DISTIL = {**LIGHT, "teacher": "instant", "steps": 3000, "size": 160, "batch": 4, "learning_rate": 0.002}
+# network, so a step costs a few light-net passes: 6000 steps of 160 px took 10 minutes on 2 shared cores.
+DISTIL = {**LIGHT, "teacher": "instant", "steps": 6000, "size": 160, "batch": 4, "learning_rate": 0.002}
 TEACHERS = ("instant",)  # what distil.Teacher offers (kept here: no ONNX Runtime import to check)
 DISTIL_ONLY = ("teacher_side", "teacher_crops", "edge_weight", "texture_weight")
 MAX_TEACHER_PIXELS = 1 << 27  # the teacher's crops live in memory: 2 x 3 bytes a pixel, 768 MB
