@@ -339,3 +339,18 @@ def test_stylize_clears_what_killed_runs_left_half_written(render_studio: Studio
     rotoscope("stylize", "look", cwd=render_studio.root)
     assert not old.exists()
     assert fresh.exists()  # it may belong to a run going on beside this one
+
+
+def test_reassemble_and_stylize_clear_the_half_written_files_of_a_killed_run(render_studio: Studio) -> None:
+    root = render_studio.root
+    dvc("repro", "split@clip", "train@swirls", cwd=root)
+    half_manifest = root / "manifests/clip/.look.k1ll3d.partial.json"
+    half_render = root / "renders/clip/.look.k1ll3d.partial.mp4"
+    for leftover in (half_manifest, half_render):
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"half a file")
+    rotoscope("stylize", "look", cwd=root)
+    assert not half_manifest.exists()
+    rotoscope("reassemble", "manifests/clip/look.json", "-o", "renders/clip/look.mp4", cwd=root)
+    assert not half_render.exists()
+    assert sorted(path.name for path in (root / "renders/clip").iterdir()) == ["look.mp4"]

@@ -40,6 +40,7 @@ from rotoscope.store import (
     FrameReuse,
     atomic_copy,
     atomic_write_text,
+    clear_killed_writes,
     md5_bytes,
     md5_file,
     replace_dir,
@@ -62,6 +63,7 @@ class SplitResult:
 def split(studio: Studio, name: str) -> SplitResult:
     """Decode ``name``'s video into frame files named by index, recorded by md5 in a manifest."""
     with exclusive(studio.layout, video_lock(name), f"splitting or reassembling {name!r}"):
+        clear_killed_writes(studio.manifest_path(name))
         return _split(studio, name)
 
 
@@ -236,6 +238,7 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
     """
     job = studio.render_job(name)
     with exclusive(studio.layout, render_lock(job.video, name), f"writing render {name!r}"):
+        clear_killed_writes(studio.manifest_path(job.video, name))
         return _stylize(studio, job)
 
 
@@ -597,8 +600,10 @@ def reassemble(manifest_path: Path, out: Path, settings: EncodeSettings | None =
     studio = Studio.find(manifest_path.parent)
     manifest = manifests.load(studio.layout.inside(manifest_path, "manifest"))
     settings = studio.encode_settings() if settings is None else settings.validate("reassemble settings")
+    out = studio.layout.output(out)
     with exclusive(studio.layout, manifest_lock(manifest), f"writing {manifest.name!r}"):
-        return _reassemble(studio, manifest, studio.layout.output(out), settings)
+        clear_killed_writes(out)
+        return _reassemble(studio, manifest, out, settings)
 
 
 def manifest_lock(manifest: Manifest) -> str:

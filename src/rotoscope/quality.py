@@ -14,7 +14,6 @@ not simply grade the blending against its own flow.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
 import math
@@ -32,7 +31,7 @@ from rotoscope.locks import exclusive, render_lock
 from rotoscope.manifest import Manifest
 from rotoscope.pipeline import StylizedFrames, encode_at_timestamps, frame_file
 from rotoscope.progress import progress_bar
-from rotoscope.store import FrameReuse, atomic_write_text, md5_bytes, md5_file
+from rotoscope.store import FrameReuse, atomic_write_text, clear_killed_writes, md5_bytes, md5_file
 from rotoscope.studio import RenderJob, Studio
 from rotoscope.temporal import Motion, MotionEstimator, grey, mean_squared_distance, warping_error
 
@@ -116,12 +115,9 @@ def assess(
 
 
 def _clear_killed_writes(paths: QualityPaths) -> None:
-    """Half-written files a killed run left beside the reports (we hold the render's lock, so no
-    other run is writing them)."""
+    """Half-written files a killed run left beside the reports (we hold the render's lock)."""
     for target in (paths.metrics, paths.plot, paths.preview):
-        if target.parent.is_dir():
-            for leftover in target.parent.glob(f".{glob.escape(target.stem)}.*.partial{target.suffix}"):
-                leftover.unlink(missing_ok=True)
+        clear_killed_writes(target)
 
 
 def measure(studio: Studio, manifest_paths: list[Path]) -> list[tuple[QualityReport, _Pictures]]:

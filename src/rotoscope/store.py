@@ -8,6 +8,7 @@ the work tree, the cache or a remote. The one index of our own, :class:`FrameReu
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -61,6 +62,17 @@ def temp_beside(path: Path) -> Iterator[Path]:
         yield temp
     finally:
         temp.unlink(missing_ok=True)
+
+
+def clear_killed_writes(path: Path) -> None:
+    """Remove the temporary twins of ``path`` that a killed writer left behind.
+
+    Only for a caller that holds the lock of whatever owns ``path``: no other run can be
+    writing one of them now.
+    """
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*.partial{path.suffix}"):
+            leftover.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
