@@ -54,7 +54,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 # -- (a) the graph surgery
 
 
-def test_symbolic_transformer_paints_384_like_the_original_file(embedding: np.ndarray) -> None:
+def test_symbolic_float_transformer_paints_384_like_the_original_file(embedding: np.ndarray) -> None:
     import onnx
     import onnxruntime
 
@@ -64,8 +64,12 @@ def test_symbolic_transformer_paints_384_like_the_original_file(embedding: np.nd
     names = [item.name for item in original.get_inputs()]
     expected = original.run(None, {names[0]: picture[None], names[1]: embedding.reshape(1, 1, 1, -1)})[0][0]
     painted = instant.transform(picture, embedding)
-    np.testing.assert_allclose(painted, expected, atol=1e-5)
+    # The file emulates int8 rounding of every activation; without it the same strokes come out in
+    # slightly other shades (18.7 dB for this generated style, 30 dB for The Scream on a photo).
+    assert psnr(painted * 255, expected * 255) > 16
+    assert np.corrcoef(painted.ravel(), expected.ravel())[0, 1] > 0.9  # measured 0.93
     graph = onnx.load_from_string(instant.transformer_graph("whole")).graph
+    assert not {node.op_type for node in graph.node} & {"QuantizeLinear", "DequantizeLinear"}
     dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input[:1]]
     assert dims == [[1, "height", "width", 3]]
 

@@ -22,10 +22,11 @@ from rotoscope.filters.brush import check_brush, paint_at_brush
 from rotoscope.filters.card import load_card
 from rotoscope.filters.catalogue import filter_entry
 from rotoscope.filters.inference import StyleNetwork, read_network
+from rotoscope.heap import keep_freed_pages
 from rotoscope.store import md5_file, require_file
 from rotoscope.studio import Studio
 
-APPLY_VERSION = 3  # bump when a change here changes what a filter makes of a picture (reuse keys)
+APPLY_VERSION = 4  # bump when a change here changes what a filter makes of a picture (reuse keys)
 DEFAULT_MEMORY_MB = 1024
 MIN_MEMORY_MB, MAX_MEMORY_MB = 64, 1 << 20  # below 64 MB a tile is thinner than its overlaps
 TILE_OVERLAP = 64
@@ -194,6 +195,7 @@ def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB)
 
 def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings) -> Image.Image:
     """The photo through the filter, at ``settings``' strength, colour and size."""
+    keep_freed_pages()
     photo = fit_within(photo, settings.max_side)
     if settings.strength == 0:
         return photo.copy()
