@@ -1300,11 +1300,10 @@ class _NchwcGraphBuilder(_GraphBuilder):
         ones = self.constant(np.ones((wide, 1, 1, 1), np.float32))
         negated = self.node("Reshape", [self.node("Neg", [mean]), self.shape(wide)])
         centred = self.like(self.node("Conv", [x, ones, negated], domain=_NCHWC, group=wide), x)
-        # the mean of squares over the (N, C/b, H*W, b) view: ReduceMean's fast path (ReduceSumSquare
-        # over the 5-D view took 10 times as long)
-        rows = self.blocks(centred, -1)
-        squares = self.node("ReduceMean", [self.node("Mul", [rows, rows])], axes=[2], keepdims=1)
-        variance = self.node("Reshape", [squares, self.shape(1, wide, 1, 1)])
+        # the squares stay blocked, so the blocked pool averages them (ReduceMean over the
+        # (N, C/b, H*W, b) view took 4 times as long at 720p, ReduceSumSquare 40 times)
+        squares = self.like(self.node("Mul", [centred, centred]), centred)
+        variance = self.node("GlobalAveragePool", [squares], domain=_NCHWC)
         if self.variant == "probe":
             self.declare_output(self.slice(mean, 1, 0, channels), f"mean{index}")
             self.declare_output(self.slice(variance, 1, 0, channels), f"var{index}")
