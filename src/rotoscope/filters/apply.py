@@ -22,7 +22,7 @@ from rotoscope.filters.brush import check_brush, paint_at_brush
 from rotoscope.filters.card import load_card
 from rotoscope.filters.catalogue import filter_entry
 from rotoscope.filters.inference import StyleNetwork, read_network
-from rotoscope.heap import keep_freed_pages
+from rotoscope.heap import suit_heap_to
 from rotoscope.store import md5_file, require_file
 from rotoscope.studio import Studio
 
@@ -195,8 +195,8 @@ def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB)
 
 def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings) -> Image.Image:
     """The photo through the filter, at ``settings``' strength, colour and size."""
-    keep_freed_pages()
     photo = fit_within(photo, settings.max_side)
+    suit_heap_to(photo.width * photo.height)
     if settings.strength == 0:
         return photo.copy()
     original = np.asarray(photo, dtype=np.float32)
