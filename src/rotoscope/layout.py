@@ -121,6 +121,10 @@ class Layout:
     def quality_dir(self, video: str) -> Path:
         return self.inside(f"quality/{check_name(video, 'video name')}")
 
+    def photos_dir(self) -> Path:
+        """The studio's test photos: the rows of the web studio's photos x filters grid."""
+        return self.inside("photos")
+
     def filter_dir(self, name: str) -> Path:
         return self.inside(f"filters/{check_name(name, 'filter name')}")
 

@@ -26,6 +26,10 @@ def render_lock(video: str, render: str) -> str:
     return f"render-{check_name(video, 'video name')}-{check_name(render, 'render name')}"
 
 
+def filter_lock(name: str) -> str:
+    return f"filter-{check_name(name, 'filter name')}"
+
+
 @contextmanager
 def exclusive(layout: Layout, lock: str, doing: str) -> Iterator[None]:
     """Hold ``lock`` while the block runs; refused at once (one line) while another process has it."""

@@ -31,6 +31,7 @@ from rotoscope.store import (
     md5_file,
 )
 from rotoscope.timeline import MIX_KEYS, Timeline
+from rotoscope.verbs import StudioVerbs
 from rotoscope.yamlsafe import round_trip_yaml
 
 if TYPE_CHECKING:
@@ -175,8 +176,9 @@ def template(name: str) -> str:
     return resources.files("rotoscope").joinpath(f"templates/{name}").read_text()
 
 
-class Studio:
-    """A studio folder: its layout (:class:`Layout`), its parameters and the videos in them."""
+class Studio(StudioVerbs):
+    """A studio folder: its layout (:class:`Layout`), its parameters and the videos in them; its
+    verbs (split, stylize, filter_make, diff...) come from :class:`~rotoscope.verbs.StudioVerbs`."""
 
     def __init__(self, root: Path) -> None:
         self.layout = Layout(root)
