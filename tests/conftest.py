@@ -147,3 +147,46 @@ def render_studio(studio: Studio, tmp_path: Path) -> Studio:
     git("add", "-A", cwd=root)
     git("commit", "-qm", "a clip, a filter, a render", cwd=root)
     return studio
+
+
+# -- a studio with history, for the web studio ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def history_studio_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: a 10-frame clip, an instant filter with a card, a render made by `dvc repro` on
+    main, and a branch `lighter` where the render's strength is lower (so frames differ). Tests copy
+    it (:func:`history_studio`) rather than change it."""
+    base = tmp_path_factory.mktemp("history")
+    made, _ = init_studio(base / "studio", remote=base / "remote")
+    root = made.root
+    rotoscope("add", str(write_source(base / "clip.mp4")), "--name", "clip", cwd=root)
+    Image.fromarray(painting(160, 120)).save(base / "style.png")
+    about = ["--title", "Swirls", "--artist", "The Tests", "--year", "2026", "--licence", "CC BY-NC 4.0"]
+    rotoscope(
+        "filter", "new", "swirls", "--style", str(base / "style.png"), "--kind", "instant", *about, cwd=root
+    )
+    rotoscope("render", "new", "look", "--video", "clip", "--filter", "swirls", "--strength", "0.9", cwd=root)
+    dvc("repro", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "a clip, a filter, a render", cwd=root)
+    git("tag", "v1", cwd=root)
+    first_branch = git("branch", "--show-current", cwd=root).stdout.strip()
+    git("checkout", "-qb", "lighter", cwd=root)
+    set_param(root, "renders", "look.strength", 0.4)
+    dvc("repro", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "a lighter look", cwd=root)
+    git("checkout", "-q", first_branch, cwd=root)
+    dvc("checkout", "-q", cwd=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def history_studio(history_studio_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the studio with history, one per test module."""
+    import shutil
+
+    target = tmp_path_factory.mktemp("copy") / "studio"
+    shutil.copytree(history_studio_template, target, symlinks=True)
+    return target

@@ -1,9 +1,12 @@
-"""The ``rotoscope`` command: argument parsing and printing only; the work is in the modules."""
+"""The ``rotoscope`` command: the first face over the studio's verbs (:mod:`rotoscope.verbs`).
+
+Each command parses its arguments, calls one verb of :class:`~rotoscope.studio.Studio` and prints
+what it returned; the web studio (:mod:`rotoscope.web`) is the second face over the same verbs.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +17,7 @@ import typer
 
 from rotoscope import __version__
 from rotoscope.errors import RotoscopeError, storage_error
-from rotoscope.progress import progress_bar, say
+from rotoscope.progress import say
 from rotoscope.text import terminal
 
 Number = TypeVar("Number", int, float)
@@ -81,8 +84,8 @@ def add(
     studio: StudioOption = None,
 ) -> None:
     """Copy a video into videos/, track it with DVC and register it in params.yaml."""
-    name, target = _studio(studio).add_video(video, name)
-    say(f"added {name}: {target} (tracked by DVC; `dvc repro` splits it)")
+    added = _studio(studio).add(video, name)
+    say(f"added {added.name}: {added.path} (tracked by DVC; `dvc repro` splits it)")
 
 
 @app.command()
@@ -91,12 +94,10 @@ def split(
     studio: StudioOption = None,
 ) -> None:
     """Decode videos into frame files and write manifests/<video>/source.json."""
-    from rotoscope.pipeline import split as split_video
-
     here = _studio(studio)
-    for name in names or list(here.videos()):
-        result = split_video(here, name)
+    for result in here.split(names):
         reused = f", {result.reused} reused from an interrupted run" if result.reused else ""
+        name = result.manifest_path.parent.name
         say(f"split {name}: {result.frames} frames{reused} -> {here.relative(result.manifest_path)}")
 
 
@@ -106,11 +107,9 @@ def stylize(
     studio: StudioOption = None,
 ) -> None:
     """Run each render's filter over its video's frames: manifests/<video>/<render>.json."""
-    from rotoscope.pipeline import stylize as stylize_render
-
     here = _studio(studio)
-    for name in names or here.render_names():
-        result = stylize_render(here, name)
+    for result in here.stylize(names):
+        name = result.manifest_path.stem
         say(
             f"stylize {name}: {result.frames} frames, {result.stylized} stylized, "
             + (f"{result.mixed} mixed, " if result.mixed else "")
@@ -129,10 +128,8 @@ def reassemble(
     audio: Annotated[str | None, typer.Option(help="copy, aac or none (default: params.yaml).")] = None,
 ) -> None:
     """Encode a manifest's frames at their recorded timestamps, with the source's audio."""
-    from rotoscope.pipeline import reassemble as reassemble_manifest
-
     overrides = {"codec": codec, "crf": crf, "preset": preset, "audio": audio}
-    done = reassemble_manifest(manifest, out, _studio(manifest.parent).encode_settings(overrides))
+    done = _studio(manifest.parent).reassemble(manifest, out, overrides)
     reused = done.segments - done.segments_encoded
     detail = f"{done.segments_encoded} of {done.segments} segments encoded, {reused} reused"
     say(f"wrote {done.path} ({detail})")
@@ -151,11 +148,9 @@ def quality(
     """Measure renders' flicker: the warping error per frame and its mean (DVC metrics and plots),
     against the filter's own frame-by-frame stylization, plus a side-by-side preview clip.
     Renders of one video share the work of following its motion."""
-    from rotoscope.quality import assess, summary_lines
+    from rotoscope.quality import summary_lines
 
-    here = _studio(manifests[0].parent)
-    folder = here.layout.output(out) if out is not None else None
-    for report, paths in assess(here, manifests, folder, preview):
+    for report, paths in _studio(manifests[0].parent).quality(manifests, out, preview):
         for line in summary_lines(report):
             say(line)
         say(f"wrote {paths.metrics} and {paths.plot}" + (f" and {paths.preview}" if preview else ""))
@@ -164,10 +159,7 @@ def quality(
 @app.command()
 def show(manifest: Annotated[Path, typer.Argument(help="Manifest to describe.")]) -> None:
     """A readable summary of a manifest: duration, frames, size, audio, timestamps."""
-    from rotoscope.review import summarise
-
-    here = _studio(manifest.parent)
-    for line in summarise(here.root, here.layout.inside(manifest, "manifest")).lines():
+    for line in _studio(manifest.parent).show(manifest).lines():
         show_line(line)
 
 
@@ -179,12 +171,9 @@ def verify(
     studio: StudioOption = None,
 ) -> None:
     """Check every frame of every manifest exists with its md5 (work tree or DVC cache)."""
-    from rotoscope.review import verify as verify_manifests
-
     here = _studio(studio)
     paths = manifests or here.manifest_paths()
-    with progress_bar("verify", None) as update:
-        report = verify_manifests(here.root, paths, update)
+    report = here.verify(paths)
     for problem in report.problems:
         show_line(problem)
     if not report.ok:
@@ -208,15 +197,10 @@ def diff(
     studio: StudioOption = None,
 ) -> None:
     """What changed between two revisions: parameters, filters, frame ranges, frames added or removed."""
-    from rotoscope.history import diff_revisions, studio_path
-
     here = _studio(studio)
-    under = studio_path(here.root, Path(path)) if path else ""
-    report = diff_revisions(here.root, rev_a, rev_b, under)
+    report = here.diff(rev_a, rev_b, Path(path) if path else None)
     if html_page is not None:
-        from rotoscope.review import review_page
-
-        shown = review_page(here.root, report, here.layout.output(html_page), remote)
+        shown = here.review_page(report, html_page, remote)
         say(f"wrote {html_page} ({shown} frame pair(s))")
     if as_json:
         sys.stdout.write(report.to_json())
@@ -239,21 +223,17 @@ def fetch(
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="Remote (default: DVC's).")] = None,
 ) -> None:
     """Pull only some frames' blobs from the remote (by md5), not the whole folder."""
-    from rotoscope import manifest as manifests
-    from rotoscope.store import dvc_pull_files
+    from rotoscope.verbs import FrameSelection
 
-    here = _studio(manifest.parent)
-    loaded = manifests.load(here.layout.inside(manifest, "manifest"))
     if (frames is None) == (time_range is None):
         raise RotoscopeError(manifest, "give exactly one of --frames FIRST-LAST or --time START-END")
-    if frames is not None:
-        chosen = loaded.frames_between(*_parse_range(frames, int, "--frames"))
-    else:
-        chosen = loaded.frames_shown(*_parse_range(time_range or "", float, "--time"))
-    if not chosen:
-        raise RotoscopeError(manifest, f"no frames in that range (it has frames 0-{len(loaded.frames) - 1})")
-    dvc_pull_files(here.root, [loaded.frame_path(here.root, frame) for frame in chosen], remote)
-    say(f"fetched {len(chosen)} frame(s) of {manifest}: {chosen[0].i}-{chosen[-1].i}")
+    selection = (
+        FrameSelection(frames=_parse_range(frames, int, "--frames"))
+        if frames is not None
+        else FrameSelection(seconds=_parse_range(time_range or "", float, "--time"))
+    )
+    done = _studio(manifest.parent).fetch(manifest, selection, remote)
+    say(f"fetched {done.count} frame(s) of {manifest}: {done.first}-{done.last}")
 
 
 def _parse_range(text: str, kind: Callable[[str], Number], option: str) -> tuple[Number, Number]:
@@ -274,10 +254,9 @@ def log(
     studio: StudioOption = None,
 ) -> None:
     """Which revisions changed a manifest, and how: frames changed, parameters, filter."""
-    from rotoscope.history import change_lines, describe, manifest_log
+    from rotoscope.history import change_lines, describe
 
-    here = _studio(studio or manifest.parent)
-    for entry in manifest_log(here.root, manifest.resolve()):
+    for entry in _studio(studio or manifest.parent).log(manifest):
         for line in (f"{entry.commit} {entry.date} {entry.subject}", f"    {describe(entry.change)}"):
             show_line(line)
         for line in change_lines(entry.change, "    "):
@@ -301,11 +280,7 @@ def remote_add(
     studio: StudioOption = None,
 ) -> None:
     """Add an S3 remote to .dvc/config (credentials come from the usual AWS sources, never Git)."""
-    from rotoscope.layout import check_name
-    from rotoscope.store import dvc_add_s3_remote
-
-    here = _studio(studio)
-    dvc_add_s3_remote(here.root, check_name(name, "remote name"), url, endpoint_url, default)
+    _studio(studio).remote_add(name, url, endpoint_url, default)
     say(f"remote {name} -> {url}{' (default)' if default else ''}; commit .dvc/config, then `dvc push`")
 
 
@@ -341,17 +316,12 @@ def render_new(
     studio: StudioOption = None,
 ) -> None:
     """Register a render in params.yaml; `dvc repro` stylizes and reassembles it."""
-    from rotoscope.filters.catalogue import filter_entry
-    from rotoscope.studio import RenderJob
+    from rotoscope.verbs import RenderSpec
 
-    here = _studio(studio)
-    filter_entry(here, filter_name)
-    entry = {"video": video, "filter": filter_name, "strength": strength, "preserve_color": preserve_color}
-    optional = {"max_side": max_side, "temporal": temporal, "temporal_weight": temporal_weight}
-    optional["brush"] = brush
-    entry |= {key: value for key, value in optional.items() if value is not None}
-    here.add_render(name, entry)
-    job: RenderJob = here.render_job(name)
+    look = RenderSpec(
+        video, filter_name, strength, preserve_color, max_side, brush, temporal, temporal_weight
+    )
+    job = _studio(studio).render_new(name, look)
     say(
         f"render {name}: {job.video} through {job.filter}; `dvc repro` writes "
         f"manifests/{job.video}/{name}.json and renders/{job.video}/{name}.mp4"
@@ -412,8 +382,7 @@ def filter_new(
     studio: StudioOption = None,
 ) -> None:
     """Make a filter from a style image: card with provenance, image tracked by DVC, params entry."""
-    from rotoscope.filters.card import Provenance, normalise_categories
-    from rotoscope.filters.catalogue import new_filter
+    from rotoscope.filters.card import CARD_NAME, Provenance, normalise_categories
 
     train = {
         "light": light or None,
@@ -441,28 +410,12 @@ def filter_new(
         categories=normalise_categories(category or []),
         notes=notes,
     )
-    here = _studio(studio)
-    chosen = {key: value for key, value in train.items() if value is not None}
-    if kind == "trained":
-        from rotoscope.filters.train import TrainRecipe
-
-        TrainRecipe.from_params(dict(here.params().get("train") or {}), chosen, here.params_path)
-    elif chosen:
-        raise RotoscopeError(name, "training options apply to --kind trained only")
-    entry = new_filter(here, name, style, kind, provenance, chosen)  # type: ignore[arg-type]
-    if kind == "instant":  # a second's work: usable at once, no `dvc repro` needed first
-        from rotoscope.filters.make import make_filter
-
-        make_filter(here, name)
-        say(
-            f"filter {name}: card {here.relative(entry.card)}, "
-            f"model {here.relative(entry.model)}; ready to use"
-        )
+    card = _studio(studio).filter_new(name, style, kind, provenance, train)  # type: ignore[arg-type]
+    card_file = f"filters/{name}/{CARD_NAME}"
+    if card.model is not None:  # instant: a second's work, made at once
+        say(f"filter {name}: card {card_file}, model {card.model['file']}; ready to use")
         return
-    say(
-        f"filter {name}: card {here.relative(entry.card)}; "
-        f"`dvc repro` (or `rotoscope filter make {name}`) trains its model"
-    )
+    say(f"filter {name}: card {card_file}; `dvc repro` (or `rotoscope filter make {name}`) trains its model")
 
 
 @filter_app.command("make")
@@ -474,9 +427,7 @@ def filter_make(
     studio: StudioOption = None,
 ) -> None:
     """Make a filter's model: embed its style (instant) or train its network (trained)."""
-    from rotoscope.filters.make import make_filter
-
-    card = make_filter(_studio(studio), name, resume)
+    card = _studio(studio).filter_make(name, resume)
     made = card.made or {}
     losses = ", ".join(f"{k} {v:.4g}" for k, v in (made.get("losses") or {}).items())
     say(f"filter {name}: {card.kind} model {card.model and card.model['file']} in {made.get('seconds')} s")
@@ -496,10 +447,9 @@ def filter_list(
     from rich.table import Table
     from rich.text import Text
 
-    from rotoscope.filters.catalogue import list_cards
     from rotoscope.progress import console
 
-    cards = list_cards(_studio(studio), collection, category)
+    cards = _studio(studio).filters(collection, category)
     table = Table("name", "kind", "artwork", "collection", "categories", "model")
     for card in cards:
         p = card.provenance
@@ -518,12 +468,7 @@ def filter_show(
     studio: StudioOption = None,
 ) -> None:
     """A filter's card: the artwork, its provenance, and how the model was made."""
-    from rotoscope.filters.card import load_card
-    from rotoscope.filters.catalogue import filter_entry
-
-    here = _studio(studio)
-    card = load_card(filter_entry(here, name).card)
-    for line in describe_card(card):
+    for line in describe_card(_studio(studio).filter_card(name)):
         show_line(line)
 
 
@@ -566,27 +511,7 @@ def filter_sheet(
     studio: StudioOption = None,
 ) -> None:
     """Every filter applied to one photo, in a labelled contact sheet."""
-    from rotoscope.filters.apply import ApplySettings, apply_filter, fit_within, load_stylizer
-    from rotoscope.filters.catalogue import list_cards
-    from rotoscope.media.images import open_picture, save_picture
-    from rotoscope.review import SheetTile, contact_sheet
-
-    here = _studio(studio)
-    picture = open_picture(photo)
-    settings = ApplySettings(max_side=max_side)
-    cards = [card for card in list_cards(here, collection, category) if card.model]
-    if not cards:
-        raise RotoscopeError(here.params_path, "no made filters to show (run `dvc repro`)")
-    small = fit_within(picture, max_side)
-    tiles = [SheetTile(small, "original", photo.name)]
-    with progress_bar("sheet", len(cards), unit="filters") as update:
-        for done, card in enumerate(cards, 1):
-            styled = apply_filter(load_stylizer(here, card.name), picture, settings)
-            p = card.provenance
-            caption = " · ".join(part for part in (p.artist, p.title, card.kind) if part)
-            tiles.append(SheetTile(styled, card.name, caption))
-            update(done)
-    save_picture(contact_sheet(tiles), out)
+    cards = _studio(studio).sheet(photo, out, collection, category, max_side)
     say(f"wrote {out} ({len(cards)} filters)")
 
 
@@ -610,24 +535,44 @@ def stylize_image(
     studio: StudioOption = None,
 ) -> None:
     """Apply a filter to a photo or a folder of photos; each output credits the artwork and model."""
-    from rotoscope.credit import filter_credit
-    from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer, picture_jobs
-    from rotoscope.media.images import open_photo, save_picture
+    from rotoscope.filters.apply import ApplySettings
 
     settings = ApplySettings(strength, preserve_color, max_side, brush)
-    jobs = picture_jobs(photo, out, filter_name)
-    here = _studio(studio)
-    stylizer = load_stylizer(here, filter_name, memory_mb)
-    credit = filter_credit(here, filter_name)  # the card whose model md5 load_stylizer checked
-    with progress_bar(f"stylize {filter_name}", len(jobs), unit="photos") as update:
-        for done, job in enumerate(jobs, 1):
-            source = open_photo(job.source)  # keeps its ICC profile, DPI and 16 bits for the output
-            styled = apply_filter(stylizer, source.picture, settings)
-            save_picture(styled, job.target, like=source, credit=credit)
-            say(f"wrote {job.target} (filter {filter_name}, model md5 {credit.model_md5})")
-            update(done)
-    if len(jobs) > 1:
-        say(f"wrote {len(jobs)} picture(s) into {out}")
+    written = _studio(studio).stylize_image(
+        photo,
+        filter_name,
+        out,
+        settings,
+        memory_mb,
+        on_written=lambda made: say(
+            f"wrote {made.target} (filter {filter_name}, model md5 {made.model_md5})"
+        ),
+    )
+    if len(written) > 1:
+        say(f"wrote {len(written)} picture(s) into {out}")
+
+
+@app.command()
+def serve(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Studio folder (default: the one around the current folder).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; any but loopback needs the printed token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ROTOSCOPE_TOKEN", help="The token to require (default: a new one, printed once)."
+        ),
+    ] = None,
+) -> None:
+    """The web studio: filters, renders, compare, review and jobs in a browser, and the HTTP API
+    (OpenAPI at /docs)."""
+    from rotoscope.web.app import serve as serve_studio
+
+    serve_studio(_studio(directory).root, host, port, token)
 
 
 @app.command()
@@ -642,24 +587,22 @@ def demo(
     from PIL import Image
 
     from rotoscope.filters.card import Provenance
-    from rotoscope.filters.catalogue import filter_entries, new_filter
     from rotoscope.media.synth import make_sample, painting
     from rotoscope.studio import init_studio
+    from rotoscope.verbs import RenderSpec
 
     studio, _ = init_studio(directory)
     say(f"studio: {studio.root}")
     with tempfile.TemporaryDirectory() as scratch:
-        sample = make_sample(Path(scratch) / "sample.mp4")
-        name, _ = studio.add_video(sample, "sample")
+        name = studio.add(make_sample(Path(scratch) / "sample.mp4"), "sample").name
         style = Path(scratch) / "painting.png"
         Image.fromarray(painting(512, 384)).save(style)
         about = Provenance(title="Generated painting", artist="rotoscope demo", categories=["art"])
-        if "demo-painting" not in filter_entries(studio):  # the demo may be run again in place
-            new_filter(studio, "demo-painting", style, "instant", about)
-    painted = {"video": name, "filter": "demo-painting", "strength": 0.85, "temporal": "flow"}
-    studio.add_render("painted", painted)
+        if "demo-painting" not in studio.config().filters:  # the demo may be run again in place
+            studio.filter_new("demo-painting", style, "instant", about)
+    studio.render_new("painted", RenderSpec(name, "demo-painting", strength=0.85, temporal="flow"))
     say(f"sample clip {name!r}, instant filter 'demo-painting', render 'painted'; running `dvc repro`")
-    run_dvc(studio.root, "repro")
+    studio.repro()
     for made in (studio.render_path(name), studio.render_path(name, "painted")):
         if not made.is_file():  # an older studio's dvc.yaml has no stylize and render stages
             problem = f"`dvc repro` made no {made.name}; compare it with a new studio's dvc.yaml"
@@ -670,16 +613,6 @@ def demo(
     quality = studio.layout.quality_dir(name)
     say(f"flicker (a DVC metric): {quality / 'painted.json'}")
     say(f"frame by frame beside temporal flow: {quality / 'painted-side-by-side.mp4'}")
-
-
-def run_dvc(root: Path, *args: str) -> None:
-    """Run the DVC command line in ``root``, with this interpreter's scripts on PATH for stages."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    completed = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, check=False)
-    if completed.returncode != 0:
-        raise RotoscopeError(root, f"`dvc {' '.join(args)}` failed with exit code {completed.returncode}")
 
 
 def show_line(line: str) -> None:

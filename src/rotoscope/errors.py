@@ -48,6 +48,10 @@ class OutsideStudioError(RotoscopeError):
     """A path (named in a tracked file, or reached through a symlink) that leaves the studio."""
 
 
+class NotFoundError(RotoscopeError):
+    """Something asked for by name that the studio does not hold (a job, a manifest, a frame)."""
+
+
 class BusyError(RotoscopeError):
     """Another rotoscope command is writing the same video or render."""
 

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import BusyError, NotFoundError, RotoscopeError
 from rotoscope.layout import NAME, Layout
 from rotoscope.progress import ProgressEvent
 from rotoscope.store import atomic_write_text
@@ -39,6 +39,8 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrup
 FINISHED: tuple[JobState, ...] = ("done", "failed", "cancelled", "interrupted")
 JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _NAME_PATTERN = NAME.pattern
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_@.-]{0,127}$")]  # stylize@look
 
 
 class _Args(BaseModel):
@@ -46,15 +48,17 @@ class _Args(BaseModel):
 
 
 class ReproArgs(_Args):
-    targets: list[str] = Field(default_factory=list, max_length=64, description="Stages (default: all).")
+    targets: list[StageName] = Field(
+        default_factory=list, max_length=64, description="Stages (default: all)."
+    )
 
 
 class SplitArgs(_Args):
-    videos: list[str] = Field(default_factory=list, max_length=64)
+    videos: list[Name] = Field(default_factory=list, max_length=64)
 
 
 class StylizeArgs(_Args):
-    renders: list[str] = Field(default_factory=list, max_length=64)
+    renders: list[Name] = Field(default_factory=list, max_length=64)
 
 
 class FilterMakeArgs(_Args):
@@ -63,7 +67,7 @@ class FilterMakeArgs(_Args):
 
 
 class QualityArgs(_Args):
-    renders: list[str] = Field(min_length=1, max_length=64)
+    renders: list[Name] = Field(min_length=1, max_length=64)
     preview: bool = True
 
 
@@ -71,24 +75,18 @@ class RemoteArgs(_Args):
     remote: str | None = Field(default=None, pattern=_NAME_PATTERN)
 
 
-def _names(values: list[str], what: str) -> list[str]:
-    from rotoscope.layout import check_name
-
-    return [check_name(value, what) for value in values]
-
-
 def _repro(studio: Any, args: ReproArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
-    run = studio.repro(_names(args.targets, "stage name"), progress)
+    run = studio.repro(args.targets, progress)
     return {"command": run.command, "output": run.output[-4000:]}
 
 
 def _split(studio: Any, args: SplitArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
-    results = studio.split(_names(args.videos, "video name") or None, progress)
+    results = studio.split(args.videos or None, progress)
     return {"frames": {studio.relative(r.manifest_path): r.frames for r in results}}
 
 
 def _stylize(studio: Any, args: StylizeArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
-    results = studio.stylize(_names(args.renders, "render name") or None, progress)
+    results = studio.stylize(args.renders or None, progress)
     return {"renders": {studio.relative(r.manifest_path): r.counts() for r in results}}
 
 
@@ -101,7 +99,7 @@ def _filter_make(
 
 def _quality(studio: Any, args: QualityArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
     manifests = []
-    for name in _names(args.renders, "render name"):
+    for name in args.renders:
         job = studio.render_job(name)
         manifests.append(studio.manifest_path(job.video, name))
     written = studio.quality(manifests, None, args.preview, progress)
@@ -210,7 +208,7 @@ class JobStore:
         try:
             job = Job.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise RotoscopeError(job_id, "no such job") from None
+            raise NotFoundError(job_id, "no such job") from None
         except (ValidationError, UnicodeDecodeError):
             raise RotoscopeError(path, "not a job record") from None
         if job.id != job_id:
@@ -314,8 +312,12 @@ class JobRunner:
         return job
 
     def rerun(self, job_id: str) -> Job:
+        """The job again; the pipeline skips what it finished (a training resumes its checkpoint)."""
         old = self.store.load(job_id)
-        return self.submit(old.verb, old.args)
+        if not old.is_finished:
+            raise BusyError(job_id, f"job {job_id} is still {old.state}")
+        args = {**old.args, "resume": True} if old.verb == "filter-make" else old.args
+        return self.submit(old.verb, args)
 
     def cancel(self, job_id: str) -> Job:
         job = self.store.load(job_id)

@@ -17,11 +17,12 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from rotoscope.errors import NotFoundError
 from rotoscope.jobs import Job, JobVerb
 from rotoscope.layout import NAME
 from rotoscope.web import views
-from rotoscope.web.context import MissingError, WebStudio, web_studio
-from rotoscope.web.uploads import UploadLimits, received
+from rotoscope.web.context import WebStudio, web_studio
+from rotoscope.web.uploads import received
 
 router = APIRouter(prefix="/api")
 Name = Annotated[str, Field(pattern=NAME.pattern, max_length=64)]
@@ -35,10 +36,21 @@ class Message(BaseModel):
     detail: str
 
 
+def _error(description: str) -> dict[str, Any]:
+    # JSON whatever the operation's own media type (a picture, a log): errors are always records
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": Message.model_json_schema()}},
+    }
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Message, "description": "Refused input, with the reason"},
-    404: {"model": Message, "description": "No such thing in the studio"},
-    409: {"model": Message, "description": "Busy: another writer holds the lock"},
+    400: _error("Refused input, with the reason"),
+    403: _error("A path that leads outside the studio"),
+    404: _error("No such thing in the studio"),
+    409: _error("Busy: another writer holds the lock"),
+    413: _error("Over the size limit"),
+    422: _error("A parameter that does not fit its rule"),
 }
 
 
@@ -91,7 +103,7 @@ def grid_cell(
     path = views.grid_photo(here.studio, md5)
     card = here.studio.filter_card(name)
     if card.model is None:
-        raise MissingError(name, "this filter has no model yet (run `dvc repro`)")
+        raise NotFoundError(name, "this filter has no model yet (run `dvc repro`)")
     key = f"grid-{md5}-{card.model['md5']}-{width}.jpg"
     data = here.thumbnails.painted(key, lambda: views.grid_preview(here.studio, path, name, width))
     return views.jpeg_response(data, etag=f'"{key}"')
@@ -217,7 +229,7 @@ def verify(here: Here) -> views.VerifyView:
 
 @router.post(
     "/uploads/videos",
-    responses=ERRORS | {413: {"model": Message}},
+    responses=ERRORS,
     status_code=201,
     openapi_extra=views.BINARY_BODY,
 )
@@ -227,7 +239,7 @@ async def upload_video(
     filename: Annotated[str, Query(max_length=200)],
     name: Annotated[str | None, Query(pattern=NAME.pattern, max_length=64)] = None,
 ) -> views.VideoView:
-    async with received(request, here, filename, UploadLimits.VIDEO) as path:
+    async with received(request, here, filename, "video") as path:
         with here.writing():
             added = await run_in_threadpool(here.studio.add, path, name or None)
     return views.video_view(here.studio, added.name)
@@ -235,7 +247,7 @@ async def upload_video(
 
 @router.post(
     "/uploads/filters",
-    responses=ERRORS | {413: {"model": Message}},
+    responses=ERRORS,
     status_code=201,
     openapi_extra=views.BINARY_BODY,
 )
@@ -266,7 +278,7 @@ async def upload_filter(
         categories=normalise_categories([categories or ""]),
         notes=notes or None,
     )
-    async with received(request, here, filename, UploadLimits.PICTURE) as path:
+    async with received(request, here, filename, "picture") as path:
         with here.writing():
             card = await run_in_threadpool(here.studio.filter_new, name, path, "instant", about)
     return views.card_view(card)
@@ -274,7 +286,7 @@ async def upload_filter(
 
 @router.post(
     "/uploads/stylize",
-    responses=ERRORS | {413: {"model": Message}},
+    responses=ERRORS,
     response_class=Response,
     openapi_extra=views.BINARY_BODY,
 )
@@ -289,7 +301,7 @@ async def stylize_upload(
     max_side: Annotated[int | None, Query(ge=16, le=16384)] = 1600,
 ) -> Response:
     """An uploaded photo through a filter, returned with its credit (XMP) embedded."""
-    async with received(request, here, filename, UploadLimits.PICTURE) as path:
+    async with received(request, here, filename, "picture") as path:
         picture = await run_in_threadpool(
             views.stylized_upload, here.studio, path, filter, strength, preserve_color, brush, max_side
         )

@@ -17,15 +17,18 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from rotoscope import __version__
-from rotoscope.errors import BusyError, OutsideStudioError, RotoscopeError, storage_error
+from rotoscope.errors import BusyError, NotFoundError, OutsideStudioError, RotoscopeError, storage_error
 from rotoscope.web import api, pages
-from rotoscope.web.context import MissingError, WebStudio
+from rotoscope.web.context import WebStudio
 from rotoscope.web.security import Access, AccessMiddleware
-from rotoscope.web.uploads import TooLarge
+from rotoscope.web.uploads import TooLarge, UploadLimits
 
 
-def create_app(root: Path, access: Access, run_jobs: bool = True) -> FastAPI:
-    here = WebStudio.open(root)
+def create_app(
+    root: Path, access: Access, run_jobs: bool = True, limits: UploadLimits | None = None
+) -> FastAPI:
+    """The web studio of the studio at ``root``; ``run_jobs`` False leaves queued jobs queued."""
+    here = WebStudio.open(root, limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +57,7 @@ def create_app(root: Path, access: Access, run_jobs: bool = True) -> FastAPI:
 
 
 def _status(error: RotoscopeError) -> int:
-    if isinstance(error, MissingError):
+    if isinstance(error, NotFoundError):
         return 404
     if isinstance(error, BusyError):
         return 409

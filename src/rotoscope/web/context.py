@@ -16,16 +16,13 @@ from fastapi import Request
 from PIL import Image
 
 from rotoscope import manifest as manifests
-from rotoscope.errors import BusyError, RotoscopeError
+from rotoscope.errors import BusyError, NotFoundError, RotoscopeError
 from rotoscope.jobs import JobRunner, JobStore
 from rotoscope.store import BlobStore, atomic_write_bytes
 from rotoscope.studio import Studio
+from rotoscope.web.uploads import UploadLimits
 
 MAX_THUMB_SOURCE_PIXELS = 80_000_000
-
-
-class MissingError(RotoscopeError):
-    """Something asked for that the studio does not hold (a 404)."""
 
 
 class FrameBlobs:
@@ -45,7 +42,7 @@ class FrameBlobs:
             return cached
         path = self._worktree().get(md5)
         if path is None or not path.is_file():
-            raise MissingError(md5, "no frame with this md5 in the cache or the work tree (fetch it first)")
+            raise NotFoundError(md5, "no frame with this md5 in the cache or the work tree (fetch it first)")
         return path
 
     def _worktree(self) -> dict[str, Path]:
@@ -110,7 +107,7 @@ class Thumbnails:
                 picture.draft("RGB", (width, width * 4))
                 thumb = picture.convert("RGB")
         except FileNotFoundError:
-            raise MissingError(key, "not in the studio (fetch it first)") from None
+            raise NotFoundError(key, "not in the studio (fetch it first)") from None
         except (OSError, ValueError, Image.DecompressionBombError):
             raise RotoscopeError(key, "not a picture") from None
         thumb.thumbnail((width, width * 4), Image.Resampling.LANCZOS)
@@ -122,17 +119,18 @@ class Thumbnails:
 
 
 class WebStudio:
-    def __init__(self, studio: Studio, runner: JobRunner) -> None:
+    def __init__(self, studio: Studio, runner: JobRunner, limits: UploadLimits | None = None) -> None:
         self.studio = studio
         self.runner = runner
+        self.limits = limits or UploadLimits()
         self.blobs = FrameBlobs(studio)
         self.thumbnails = Thumbnails(studio)
         self._writer = threading.Lock()
 
     @classmethod
-    def open(cls, root: Path) -> WebStudio:
+    def open(cls, root: Path, limits: UploadLimits | None = None) -> WebStudio:
         studio = Studio.find(root)
-        return cls(studio, JobRunner(JobStore(studio.layout)))
+        return cls(studio, JobRunner(JobStore(studio.layout)), limits)
 
     @contextmanager
     def writing(self) -> Iterator[None]:

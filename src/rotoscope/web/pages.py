@@ -15,14 +15,13 @@ import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import NotFoundError, RotoscopeError
 from rotoscope.filters.licence import Standing
 from rotoscope.history import ManifestChange, ranges_text, value_text
 from rotoscope.layout import NAME, check_name
 from rotoscope.text import terminal
 from rotoscope.web import views
 from rotoscope.web.api import Here, Rev
-from rotoscope.web.context import MissingError
 
 router = APIRouter(include_in_schema=False)
 NameQuery = Annotated[str | None, Query(pattern=NAME.pattern, max_length=64)]
@@ -202,5 +201,5 @@ def render_file(
     name = check_name(file_name.removesuffix(".mp4"), "render name")
     path = here.studio.render_path(video, name)
     if not path.is_file():
-        raise MissingError(f"renders/{video}/{file_name}", "no such render (run `dvc repro`)")
+        raise NotFoundError(f"renders/{video}/{file_name}", "no such render (run `dvc repro`)")
     return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})

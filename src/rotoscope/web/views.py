@@ -19,14 +19,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from rotoscope import __version__
-from rotoscope.errors import RotoscopeError
+from rotoscope.errors import NotFoundError, RotoscopeError
 from rotoscope.filters.card import FilterCard
 from rotoscope.filters.licence import Standing, judge
 from rotoscope.jobs import JobStore
 from rotoscope.layout import NAME, check_name
 from rotoscope.manifest import Manifest
 from rotoscope.studio import RenderJob, Studio
-from rotoscope.web.context import MissingError
 
 NAME_PATH = PathParam(pattern=NAME.pattern, max_length=64)
 MD5_PATH = PathParam(pattern=r"^[0-9a-f]{32}$")
@@ -44,7 +43,7 @@ BINARY_BODY: dict[str, Any] = {
 
 
 class StudioSummary(BaseModel):
-    root: str
+    name: str  # the studio folder's name (never its path on the server)
     version: str
     videos: list[str]
     renders: list[str]
@@ -152,7 +151,7 @@ class VerifyView(BaseModel):
 
 def studio_summary(studio: Studio) -> StudioSummary:
     return StudioSummary(
-        root=str(studio.root),
+        name=studio.root.name,
         version=__version__,
         videos=list(studio.videos()),
         renders=studio.render_names(),
@@ -234,8 +233,8 @@ def render_view(studio: Studio, job: RenderJob) -> RenderView:
     with contextlib.suppress(RotoscopeError):
         frames = len(studio.load_manifest(job.video, job.name).frames)
     flicker = per_frame = None
-    metrics = studio.layout.quality_dir(job.video) / f"{job.name}.json"
-    try:
+    try:  # a committed symlink (quality/<video> -> /etc) is refused, not followed
+        metrics = studio.layout.quality_dir(job.video) / f"{job.name}.json"
         document = json.loads(studio.layout.inside(metrics).read_text()[:100_000])
         flicker = _number(document.get("warping_error"))
         per_frame = _number(document.get("per_frame_warping_error"))
@@ -310,7 +309,7 @@ def _manifest(studio: Studio, video: str, kind: str, rev: str | None) -> Manifes
             return studio.load_manifest(video, kind)
         except RotoscopeError as error:
             if not studio.manifest_path(video, kind).exists():
-                raise MissingError(
+                raise NotFoundError(
                     f"manifests/{video}/{kind}.json", "no such manifest in the work tree"
                 ) from None
             raise error
@@ -320,7 +319,7 @@ def _manifest(studio: Studio, video: str, kind: str, rev: str | None) -> Manifes
     history.resolve(rev)
     manifest = history.manifest(rev, f"manifests/{video}/{kind}.json")
     if manifest is None:
-        raise MissingError(f"{rev}:manifests/{video}/{kind}.json", "no such manifest at that revision")
+        raise NotFoundError(f"{rev}:manifests/{video}/{kind}.json", "no such manifest at that revision")
     return manifest
 
 
@@ -344,7 +343,7 @@ def quality_view(studio: Studio, video: str, render: str, rev: str | None) -> Qu
         try:
             text = studio.layout.inside(relative).read_text(encoding="utf-8")[:10_000_000]
         except (FileNotFoundError, UnicodeDecodeError):
-            raise MissingError(relative, "no quality report (run the quality stage)") from None
+            raise NotFoundError(relative, "no quality report (run the quality stage)") from None
     else:
         from rotoscope.history import Revisions
 
@@ -352,7 +351,7 @@ def quality_view(studio: Studio, video: str, render: str, rev: str | None) -> Qu
         history.resolve(rev)
         found = history.text(rev, relative, limit=10_000_000)
         if found is None:
-            raise MissingError(f"{rev}:{relative}", "no quality report at that revision")
+            raise NotFoundError(f"{rev}:{relative}", "no quality report at that revision")
         text = found
     warping, per_frame = [], []
     for row in csv.DictReader(io.StringIO(text)):
@@ -511,7 +510,7 @@ def grid_photo(studio: Studio, md5: str) -> Path:
     for path, found in _photo_files(studio):
         if found == md5:
             return path
-    raise MissingError(md5, "no photo with this md5 in photos/")
+    raise NotFoundError(md5, "no photo with this md5 in photos/")
 
 
 def grid_preview(studio: Studio, photo: Path, filter_name: str, width: int) -> bytes:
