@@ -437,6 +437,47 @@ def filter_make(
         say(f"  final losses: {losses}")
 
 
+@filter_app.command("import")
+def filter_import(
+    source: Annotated[Path, typer.Argument(help="A collection CSV (a row per artwork) or a filter archive.")],
+    dry_run: Annotated[bool, typer.Option(help="Check every row and report; change nothing.")] = False,
+    name: Annotated[str | None, typer.Option(help="Name for an archive's filter (default: its own).")] = None,
+    studio: StudioOption = None,
+) -> None:
+    """Bring in filters: a curator's CSV (image, title, artist, year, collection, source_url,
+    licence, categories, notes) or one filter exported from another studio."""
+    from rotoscope.filters.collection import ImportReport
+    from rotoscope.filters.licence import judge
+
+    result = _studio(studio).filter_import(source, dry_run, name)
+    if not isinstance(result, ImportReport):
+        standing = judge(result.provenance.licence)
+        note = "" if standing.standing == "open" else f" ({standing.standing}: {standing.reason})"
+        say(f"filter {result.name}: {'checked, ' if dry_run else ''}{result.kind} from {source.name}{note}")
+        return
+    verb = "would import" if dry_run else "imported"
+    say(f"{verb} {len(result.accepted)} filter(s) from {source.name}; refused {len(result.refused)}")
+    for refused in result.refused:
+        show_line(f"  refused line {refused.line}: {refused.reason}")
+    flagged = [row for row in result.accepted if judge(row.provenance.licence).standing != "open"]
+    for row in flagged:
+        standing = judge(row.provenance.licence).standing
+        show_line(f"  {row.name}: licence {standing}: {row.provenance.licence or 'none recorded'}")
+    if result.refused:
+        raise typer.Exit(1)
+
+
+@filter_app.command("export")
+def filter_export(
+    name: Annotated[str, typer.Argument(help="Filter to export.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Archive to write (.rotoscope-filter).")],
+    studio: StudioOption = None,
+) -> None:
+    """One filter (card, style image, model) as a checked archive for another studio."""
+    written = _studio(studio).filter_export(name, out)
+    say(f"wrote {written} (import it with `rotoscope filter import {written.name}`)")
+
+
 @filter_app.command("list")
 def filter_list(
     collection: Annotated[str | None, typer.Option(help="Only this collection (substring).")] = None,
@@ -473,7 +514,10 @@ def filter_show(
 
 
 def describe_card(card) -> list[str]:
+    from rotoscope.filters.licence import judge
+
     p = card.provenance
+    standing = judge(p.licence)
     lines = [f"filter {card.name} ({card.kind})"]
     for label, value in (
         ("title", p.title),
@@ -482,6 +526,10 @@ def describe_card(card) -> list[str]:
         ("collection", p.collection),
         ("source", p.source_url),
         ("licence", p.licence),
+        (
+            "rights",
+            None if standing.standing == "open" else f"{standing.standing.upper()}: {standing.reason}",
+        ),
         ("categories", ", ".join(p.categories)),
         ("notes", p.notes),
     ):
@@ -550,6 +598,32 @@ def stylize_image(
     )
     if len(written) > 1:
         say(f"wrote {len(written)} picture(s) into {out}")
+
+
+@app.command()
+def publish(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the site (index.html, feed.xml, media/).")
+    ],
+    render: Annotated[
+        list[str] | None, typer.Option(help="A render to publish (repeatable; default: every rendered one).")
+    ] = None,
+    still: Annotated[
+        list[Path] | None, typer.Option(help="A still made by `stylize-image` (repeatable).")
+    ] = None,
+    title: Annotated[str, typer.Option(help="The site's title.")] = "Rotoscope collection",
+    base_url: Annotated[
+        str | None, typer.Option(help="Where the site will live (https://...), for the feed's links.")
+    ] = None,
+    studio: StudioOption = None,
+) -> None:
+    """The chosen stills and renders as a static site with an Atom feed (works from a folder or
+    GitHub Pages); every picture is web-sized and carries its credit."""
+    site = _studio(studio).publish(out, render, still, title, base_url)
+    flagged = [item for item in site.items if item.standing.standing != "open"]
+    say(f"wrote {site.folder / 'index.html'} ({len(site.items)} item(s)) and {site.feed}")
+    for item in flagged:
+        show_line(f"  {item.slug}: licence {item.standing.standing}: {item.standing.reason}")
 
 
 @app.command()

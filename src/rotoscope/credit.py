@@ -127,11 +127,15 @@ class Credit:
 
     def rights(self) -> str | None:
         """The artwork's rights as its card states them (the output's own are not ours to know)."""
+        from rotoscope.filters.licence import judge
+
         artwork = self.artwork()
+        standing = judge(self.licence)
+        flag = f"; {standing.standing}: {standing.reason}" if standing.standing == "restricted" else ""
         if artwork and self.licence:
-            return f"Style: {artwork} (licence: {self.licence})"
+            return f"Style: {artwork} (licence: {self.licence}{flag})"
         if self.licence:
-            return f"Style licence: {self.licence}"
+            return f"Style licence: {self.licence}{flag}"
         return f"Style: {artwork} (licence not recorded)" if artwork else None
 
     def description(self) -> str:

@@ -203,10 +203,10 @@ def dvc_init(root: Path, *, subdir: bool) -> None:
         config["core"]["autostage"] = True  # DVC's pointer files reach the Git index by themselves
 
 
-def dvc_track(root: Path, path: Path) -> None:
-    """``dvc add`` one file: its blob goes to the cache, a ``.dvc`` pointer goes to Git."""
+def dvc_track(root: Path, *paths: Path) -> None:
+    """``dvc add`` files: their blobs go to the cache, a ``.dvc`` pointer each goes to Git."""
     with _dvc_repo(root) as repo:
-        repo.add(str(path))
+        repo.add([str(path) for path in paths])
 
 
 def dvc_default_remote(root: Path) -> str | None:

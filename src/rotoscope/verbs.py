@@ -27,9 +27,11 @@ from rotoscope.progress import ProgressCallback, relay_events, reporting_to
 if TYPE_CHECKING:
     from rotoscope.filters.apply import ApplySettings
     from rotoscope.filters.card import FilterCard, Kind, Provenance
+    from rotoscope.filters.collection import ImportReport
     from rotoscope.history import LogEntry, RevisionDiff
     from rotoscope.manifest import Frame
     from rotoscope.pipeline import ReassembleResult, SplitResult, StylizeResult
+    from rotoscope.publish import PublishedSite
     from rotoscope.quality import QualityPaths, QualityReport
     from rotoscope.review import ManifestSummary, VerifyReport
     from rotoscope.studio import RenderJob, Studio
@@ -241,6 +243,20 @@ class StudioVerbs:
 
         dvc_add_s3_remote(self.root, check_name(name, "remote name"), url, endpoint_url, default)
 
+    def publish(
+        self: Studio,
+        out: Path,
+        renders: list[str] | None = None,
+        stills: list[Path] | None = None,
+        title: str = "Rotoscope collection",
+        base_url: str | None = None,
+    ) -> PublishedSite:
+        """Chosen stills and renders (default: every rendered render) as a static site with an
+        Atom feed, each picture web-sized and credited."""
+        from rotoscope.publish import publish
+
+        return publish(self, self.layout.output(out), renders, stills, title, base_url)
+
     # -- filters ---------------------------------------------------------------------------------
     def filter_new(
         self: Studio,
@@ -286,6 +302,27 @@ class StudioVerbs:
         from rotoscope.filters.catalogue import filter_entry
 
         return load_card(filter_entry(self, name).card)
+
+    def filter_import(
+        self: Studio, path: Path, dry_run: bool = False, name: str | None = None
+    ) -> ImportReport | FilterCard:
+        """A collection CSV (one instant filter per good row; a report of the refused ones) or a
+        filter archive (``filter export``'s, checked member by member)."""
+        from rotoscope.filters import collection
+
+        if path.suffix.lower() == ".csv":
+            if name is not None:
+                raise RotoscopeError(path, "--name is for one filter's archive, not a collection")
+            return collection.import_collection(self, path, dry_run)
+        if dry_run:
+            return collection.read_archive(path).card
+        return collection.import_archive(self, path, name)
+
+    def filter_export(self: Studio, name: str, out: Path) -> Path:
+        """The filter (card, style image, model) as one archive another studio can import."""
+        from rotoscope.filters import collection
+
+        return collection.export_filter(self, name, out)
 
     def stylize_image(
         self: Studio,

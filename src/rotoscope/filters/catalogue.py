@@ -81,10 +81,12 @@ def new_filter(
     kind: Kind,
     provenance: Provenance,
     train: dict[str, Any] | None = None,
+    track: bool = True,
 ) -> FilterEntry:
     """Copy the style image in, track it with DVC, write the card and register the filter.
 
-    The image is read in full first, so a damaged or hostile file never enters the studio.
+    The image is read in full first, so a damaged or hostile file never enters the studio. With
+    ``track`` False the caller runs one ``dvc add`` for many (a collection's import).
     """
     check_name(name, "filter name")
     if kind not in KINDS:
@@ -120,7 +122,8 @@ def new_filter(
     document["filters"][name] = item
     params_text = studio.params_text(document)
     atomic_copy(style, target)
-    dvc_track(studio.root, target)
+    if track:
+        dvc_track(studio.root, target)
     save_card(card, card_path)
     studio.write_params_text(params_text)
     return filter_entry(studio, name)

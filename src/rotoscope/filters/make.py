@@ -38,6 +38,8 @@ def make_filter(studio: Studio, name: str, resume: bool = False) -> FilterCard:
         raise RotoscopeError(entry.style, "style image missing (run `dvc pull` or `dvc checkout`)")
     if md5_file(entry.style) != card.style["md5"]:
         raise RotoscopeError(entry.style, "style image differs from the one its card records")
+    if _imported_and_present(card, entry):  # a filter from an archive: its model is the work
+        return card
     made = _make_instant(entry) if entry.kind == "instant" else _make_trained(studio, entry, resume)
     model: dict[str, Any] = {
         "file": studio.relative(entry.model),
@@ -49,6 +51,16 @@ def make_filter(studio: Studio, name: str, resume: bool = False) -> FilterCard:
     card = replace(load_card(entry.card), model=model, made=made)  # re-read: provenance may have changed
     save_card(card, entry.card)
     return card
+
+
+def _imported_and_present(card: FilterCard, entry: FilterEntry) -> bool:
+    return bool(
+        card.made
+        and card.made.get("imported")
+        and card.model
+        and entry.model.is_file()
+        and md5_file(entry.model) == card.model.get("md5")
+    )
 
 
 def _make_instant(entry: FilterEntry) -> dict[str, Any]:
