@@ -269,6 +269,8 @@ def import_archive(studio: Studio, path: Path, name: str | None = None) -> Filte
     """A filter from an archive, registered under ``name`` (default: its own), model and all."""
     from rotoscope.filters.catalogue import filter_entry, new_filter
     from rotoscope.media.images import open_picture
+    from rotoscope.store import dvc_track
+    from rotoscope.studio import ensure_gitignore
 
     archive = read_archive(path)
     name = check_name(name or archive.card.name, "filter name")
@@ -281,8 +283,14 @@ def import_archive(studio: Studio, path: Path, name: str | None = None) -> Filte
     try:
         open_picture(style)
         _check_model(archive.card.kind, model)
-        entry = new_filter(studio, name, style, archive.card.kind, archive.card.provenance)
+        entry = new_filter(studio, name, style, archive.card.kind, archive.card.provenance, track=False)
+        ensure_gitignore(entry.model.parent / ".gitignore", f"/{entry.model.name}\n")  # a DVC output
+        # the train stage's output is remade by `dvc repro` (DVC clears outputs first): the model
+        # itself is kept beside it, tracked, and "making" this filter copies it (filters/make.py)
+        kept = imported_model_path(entry.model)
+        atomic_write_bytes(kept, archive.model)
         atomic_write_bytes(entry.model, archive.model)
+        dvc_track(studio.root, entry.style, kept)
         made = {**(archive.card.made or {}), "imported": {"from": path.name, "filter": archive.card.name}}
         recorded = {**(archive.card.model or {}), "file": studio.relative(entry.model)}
         card = replace(load_card(entry.card), model=recorded, made=made)
@@ -291,6 +299,11 @@ def import_archive(studio: Studio, path: Path, name: str | None = None) -> Filte
     finally:
         style.unlink(missing_ok=True)
         model.unlink(missing_ok=True)
+
+
+def imported_model_path(model: Path) -> Path:
+    """Where an imported filter keeps the model it came with: ``filters/<name>/imported.<ext>``."""
+    return model.with_name(f"imported{model.suffix}")
 
 
 def _members(path: Path) -> dict[str, bytes]:

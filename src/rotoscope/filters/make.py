@@ -25,7 +25,7 @@ from rotoscope.filters.card import FilterCard, load_card, save_card
 from rotoscope.filters.catalogue import FilterEntry, filter_entry
 from rotoscope.media.images import open_picture
 from rotoscope.progress import progress_bar
-from rotoscope.store import atomic_write_bytes, md5_file
+from rotoscope.store import atomic_copy, atomic_write_bytes, md5_file
 from rotoscope.studio import Studio, ensure_gitignore
 
 
@@ -38,7 +38,7 @@ def make_filter(studio: Studio, name: str, resume: bool = False) -> FilterCard:
         raise RotoscopeError(entry.style, "style image missing (run `dvc pull` or `dvc checkout`)")
     if md5_file(entry.style) != card.style["md5"]:
         raise RotoscopeError(entry.style, "style image differs from the one its card records")
-    if _imported_and_present(card, entry):  # a filter from an archive: its model is the work
+    if _restore_imported(card, entry):
         return card
     made = _make_instant(entry) if entry.kind == "instant" else _make_trained(studio, entry, resume)
     model: dict[str, Any] = {
@@ -53,14 +53,17 @@ def make_filter(studio: Studio, name: str, resume: bool = False) -> FilterCard:
     return card
 
 
-def _imported_and_present(card: FilterCard, entry: FilterEntry) -> bool:
-    return bool(
-        card.made
-        and card.made.get("imported")
-        and card.model
-        and entry.model.is_file()
-        and md5_file(entry.model) == card.model.get("md5")
-    )
+def _restore_imported(card: FilterCard, entry: FilterEntry) -> bool:
+    """A filter from an archive is made by copying the model it came with (kept beside the card)."""
+    from rotoscope.filters.collection import imported_model_path
+
+    kept = imported_model_path(entry.model)
+    if not (card.made and card.made.get("imported") and card.model and kept.is_file()):
+        return False
+    if md5_file(kept) != card.model.get("md5"):
+        raise RotoscopeError(kept, "the imported model is not the one its card records")
+    atomic_copy(kept, entry.model)
+    return True
 
 
 def _make_instant(entry: FilterEntry) -> dict[str, Any]:
