@@ -262,3 +262,21 @@ def test_paths_in_every_parameter_stay_inside_the_studio(
         assert 400 <= answer.status_code < 500, (method, url, options, answer.status_code, answer.text[:200])
         assert b"root:x:" not in answer.content
     assert sorted(str(p) for p in history_studio.parent.iterdir()) == before
+
+
+def test_a_filter_goes_out_and_back_in_as_an_archive(client: TestClient) -> None:
+    archive = client.get("/api/filters/swirls/archive")
+    assert archive.status_code == 200 and "swirls.rotoscope-filter" in archive.headers["content-disposition"]
+    back = client.post(
+        "/api/uploads/filter-archive",
+        params={"filename": "swirls.rotoscope-filter", "name": "swirls-copy"},
+        content=archive.content,
+    )
+    assert back.status_code == 201, back.text
+    assert back.json()["model_md5"] == client.get("/api/filters/swirls").json()["model_md5"]
+    broken = client.post(
+        "/api/uploads/filter-archive",
+        params={"filename": "x.rotoscope-filter"},
+        content=archive.content[:200],
+    )
+    assert broken.status_code == 400 and broken.json()["detail"].startswith("x.rotoscope-filter: ")

@@ -19,6 +19,7 @@ import io
 import json
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -313,30 +314,34 @@ def _members(path: Path) -> dict[str, bytes]:
         raise RotoscopeError(path, "no such file") from None
     except (tarfile.TarError, OSError):
         raise RotoscopeError(path, "not a filter archive (not a tar file)") from None
+    try:
+        with archive:
+            return _read_members(path, archive)
+    except (tarfile.TarError, EOFError, OSError, zlib.error):  # cut off or corrupt on the way
+        raise RotoscopeError(path, "not a filter archive (damaged or cut off)") from None
+
+
+def _read_members(path: Path, archive: tarfile.TarFile) -> dict[str, bytes]:
     members: dict[str, bytes] = {}
-    with archive:
-        for info in archive:
-            if len(members) > 8:
-                raise RotoscopeError(path, "refused: too many members")
-            if not info.isreg():
-                raise RotoscopeError(path, f"refused: {info.name[:60]!r} is not a plain file (a link?)")
-            if "/" in info.name or info.name in ("", ".", "..") or info.name.startswith("."):
-                raise RotoscopeError(path, f"refused: member {info.name[:60]!r} is a path, not a name")
-            kind = (
-                "index"
-                if info.name == "archive.json"
-                else "card"
-                if info.name == CARD_NAME
-                else info.name.split(".")[0]
-            )
-            limit = MAX_MEMBER_BYTES.get(kind)
-            if limit is None:
-                raise RotoscopeError(path, f"refused: unexpected member {info.name[:60]!r}")
-            if info.size > limit or info.name in members:
-                raise RotoscopeError(path, f"refused: member {info.name[:60]!r} is too large or repeated")
-            stream = archive.extractfile(info)
-            members[info.name] = stream.read(limit + 1) if stream else b""
+    for info in archive:
+        if len(members) > 8:
+            raise RotoscopeError(path, "refused: too many members")
+        if not info.isreg():
+            raise RotoscopeError(path, f"refused: {info.name[:60]!r} is not a plain file (a link?)")
+        if "/" in info.name or info.name in ("", ".", "..") or info.name.startswith("."):
+            raise RotoscopeError(path, f"refused: member {info.name[:60]!r} is a path, not a name")
+        limit = MAX_MEMBER_BYTES.get(_member_kind(info.name))
+        if limit is None:
+            raise RotoscopeError(path, f"refused: unexpected member {info.name[:60]!r}")
+        if info.size > limit or info.name in members:
+            raise RotoscopeError(path, f"refused: member {info.name[:60]!r} is too large or repeated")
+        stream = archive.extractfile(info)
+        members[info.name] = stream.read(limit + 1) if stream else b""
     return members
+
+
+def _member_kind(name: str) -> str:
+    return {"archive.json": "index", CARD_NAME: "card"}.get(name, name.split(".")[0])
 
 
 def _json(data: bytes | None, path: Path, member: str) -> dict[str, Any]:

@@ -83,6 +83,18 @@ def filter_style(here: Here, name: Annotated[str, views.NAME_PATH]) -> Response:
     return views.jpeg_response(here.thumbnails.style(here.studio, name), immutable=False)
 
 
+@router.get("/filters/{name}/archive", responses=ERRORS, response_class=Response)
+def filter_archive(here: Here, name: Annotated[str, views.NAME_PATH]) -> Response:
+    """The filter as an archive (card, style image, model) for another studio (``filter export``)."""
+    folder = here.studio.layout.scratch("exports")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = here.studio.filter_export(name, folder / f"{name}.rotoscope-filter")
+    disposition = f'attachment; filename="{written.name}"'
+    return Response(
+        written.read_bytes(), media_type="application/gzip", headers={"Content-Disposition": disposition}
+    )
+
+
 @router.get("/photos/{md5}", responses=ERRORS, response_class=Response)
 def photo(
     here: Here, md5: Annotated[str, views.MD5_PATH], width: Annotated[int, Query(ge=16, le=2048)] = 320
@@ -282,6 +294,20 @@ async def upload_filter(
         with here.writing():
             card = await run_in_threadpool(here.studio.filter_new, name, path, "instant", about)
     return views.card_view(card)
+
+
+@router.post("/uploads/filter-archive", responses=ERRORS, status_code=201, openapi_extra=views.BINARY_BODY)
+async def upload_filter_archive(
+    here: Here,
+    request: Request,
+    filename: Annotated[str, Query(max_length=200)],
+    name: Annotated[str | None, Query(pattern=NAME.pattern, max_length=64)] = None,
+) -> views.CardView:
+    """A filter exported from another studio, every member checked (``filter import``)."""
+    async with received(request, here, filename, "archive") as path:
+        with here.writing():
+            card = await run_in_threadpool(here.studio.filter_import, path, False, name)
+    return views.card_view(card)  # type: ignore[arg-type]
 
 
 @router.post(

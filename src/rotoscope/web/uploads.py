@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from rotoscope.web.context import WebStudio
 
 
-UploadKind = Literal["video", "picture"]
+UploadKind = Literal["video", "picture", "archive"]
 SUFFIXES: dict[UploadKind, tuple[str, ...]] = {
     "video": (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"),
     "picture": (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"),
+    "archive": (".rotoscope-filter",),
 }
 
 
@@ -35,7 +36,7 @@ class UploadLimits:
     picture_bytes: int = 256 << 20
 
     def max_bytes(self, kind: UploadKind) -> int:
-        return self.video_bytes if kind == "video" else self.picture_bytes
+        return self.video_bytes if kind in ("video", "archive") else self.picture_bytes
 
 
 class TooLarge(RotoscopeError):
