@@ -280,3 +280,19 @@ def test_a_filter_goes_out_and_back_in_as_an_archive(client: TestClient) -> None
         content=archive.content[:200],
     )
     assert broken.status_code == 400 and broken.json()["detail"].startswith("x.rotoscope-filter: ")
+
+
+def test_a_publish_job_writes_the_site_the_server_shows(client: TestClient) -> None:
+    job = client.post(
+        "/api/jobs", json={"verb": "publish", "args": {"renders": ["look"], "title": "Look"}}
+    ).json()
+    with client.stream("GET", f"/api/jobs/{job['id']}/events") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: state"):
+                break
+    done = client.get(f"/api/jobs/{job['id']}").json()
+    assert done["state"] == "done", done
+    site = client.get("/site/")
+    assert site.status_code == 200 and 'id="clip-look"' in site.text
+    assert client.get("/site/feed.xml").text.startswith("<?xml")
+    assert client.get("/site/../params.yaml").status_code == 404

@@ -71,6 +71,13 @@ class QualityArgs(_Args):
     preview: bool = True
 
 
+class PublishArgs(_Args):
+    renders: list[Name] = Field(
+        default_factory=list, max_length=64, description="Default: every rendered one."
+    )
+    title: str = Field("Rotoscope collection", max_length=200)
+
+
 class RemoteArgs(_Args):
     remote: str | None = Field(default=None, pattern=_NAME_PATTERN)
 
@@ -106,6 +113,16 @@ def _quality(studio: Any, args: QualityArgs, progress: Callable[[ProgressEvent],
     return {"reports": [studio.relative(paths.metrics) for _, paths in written]}
 
 
+def _publish(studio: Any, args: PublishArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
+    site = studio.publish(site_folder(studio.layout), args.renders or None, None, args.title)
+    return {"site": "/site/", "items": [item.slug for item in site.items]}
+
+
+def site_folder(layout: Layout) -> Path:
+    """Where a publish job writes the site the web studio serves at ``/site/``."""
+    return layout.scratch("site")
+
+
 def _push(studio: Any, args: RemoteArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
     run = studio.dvc("push", *(["-r", args.remote] if args.remote else []), progress=progress)
     return {"command": run.command, "output": run.output[-4000:]}
@@ -123,10 +140,11 @@ VERBS: dict[str, tuple[type[_Args], Callable[..., dict[str, Any]]]] = {
     "stylize": (StylizeArgs, _stylize),
     "filter-make": (FilterMakeArgs, _filter_make),
     "quality": (QualityArgs, _quality),
+    "publish": (PublishArgs, _publish),
     "push": (RemoteArgs, _push),
     "pull": (RemoteArgs, _pull),
 }
-JobVerb = Literal["repro", "split", "stylize", "filter-make", "quality", "push", "pull"]
+JobVerb = Literal["repro", "split", "stylize", "filter-make", "quality", "publish", "push", "pull"]
 
 
 class Job(BaseModel):

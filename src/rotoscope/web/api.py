@@ -276,8 +276,10 @@ async def upload_filter(
     licence: Annotated[str | None, Query(max_length=500)] = None,
     categories: Annotated[str | None, Query(max_length=500)] = None,
     notes: Annotated[str | None, Query(max_length=5000)] = None,
+    kind: Literal["instant", "trained"] = "instant",
 ) -> views.CardView:
-    """An instant filter from an uploaded style image, made at once."""
+    """A filter from an uploaded style image: an instant one is made at once; a trained one is
+    registered, and trained by a ``filter-make`` (or ``repro``) job."""
     from rotoscope.filters.card import Provenance, normalise_categories
 
     about = Provenance(
@@ -292,7 +294,7 @@ async def upload_filter(
     )
     async with received(request, here, filename, "picture") as path:
         with here.writing():
-            card = await run_in_threadpool(here.studio.filter_new, name, path, "instant", about)
+            card = await run_in_threadpool(here.studio.filter_new, name, path, kind, about)
     return views.card_view(card)
 
 
