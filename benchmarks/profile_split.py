@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import av
+import numpy as np
 from benchlib import (
     Clip,
     make_studio,
@@ -125,8 +126,13 @@ class PreConverted:
     pts: int
     picture: Image.Image
 
+    luma_plane: np.ndarray
+
     def image(self) -> Image.Image:
         return self.picture
+
+    def luma(self) -> np.ndarray:
+        return self.luma_plane
 
 
 @contextmanager
@@ -137,7 +143,7 @@ def convert_on_decoding_thread() -> Iterator[None]:
 
     def decode_and_convert(*args: Any, **kwargs: Any) -> Iterator[PreConverted]:
         for decoded in real(*args, **kwargs):
-            yield PreConverted(decoded.pts, decoded.image())
+            yield PreConverted(decoded.pts, decoded.image(), decoded.luma())
 
     with patched(pipeline, "decode_frames", decode_and_convert):
         yield
