@@ -441,5 +441,8 @@ def run_job(root: Path, job_id: str) -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop is a Ctrl-C: work is kept
+    # a stop is a Ctrl-C, so work is kept; set SIGINT's handler too, since a server started in the
+    # background (`&`, nohup) passes SIGINT on ignored, and Python then installs none of its own
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(run_job(Path(sys.argv[1]), sys.argv[2]))
