@@ -128,3 +128,17 @@ def test_a_job_id_is_never_a_path(slow_studio: Studio) -> None:
     for bad in ("../../etc", "20261204-000000-abcdef/../x", ""):
         with pytest.raises(RotoscopeError, match="not a job id"):
             store.load(bad)
+
+
+def test_a_queued_job_a_fork_committed_is_never_run(slow_studio: Studio) -> None:
+    """A server runs only the jobs it queued itself; a record found queued is marked interrupted."""
+    store = JobStore(slow_studio.layout)
+    planted = store.create("stylize", {"renders": ["cancelled"]})  # as if it arrived through Git
+    runner = JobRunner(store)
+    runner.start()
+    try:
+        time.sleep(1.5)  # a loop turn or more
+        found = store.load(planted.id)
+        assert found.state == "interrupted" and found.started is None and found.pid is None
+    finally:
+        runner.stop()

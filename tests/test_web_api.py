@@ -161,7 +161,7 @@ def test_bad_job_arguments_are_refused_before_anything_runs(client: TestClient) 
 @pytest.fixture(scope="module")
 def exposed(history_studio: Path) -> Iterator[TestClient]:
     """The server as `rotoscope serve --host 0.0.0.0` would be: a token needed to change anything."""
-    access = Access.for_binding("192.0.2.10", 8000, "s3cret-token")
+    access = Access.for_binding("192.0.2.10", 8000, "s3cret-token-for-tests")
     with TestClient(
         create_app(history_studio, access, run_jobs=False), base_url="http://192.0.2.10:8000"
     ) as client:
@@ -180,7 +180,7 @@ def test_beyond_loopback_mutating_requests_need_the_token(exposed: TestClient) -
         exposed.post("/api/renders", json=NEW_RENDER, headers={"X-Rotoscope-Token": "wrong"}).status_code
         == 401
     )
-    job = exposed.post("/api/jobs", json=stylize, headers={"Authorization": "Bearer s3cret-token"})
+    job = exposed.post("/api/jobs", json=stylize, headers={"Authorization": "Bearer s3cret-token-for-tests"})
     assert job.status_code == 202
     assert exposed.get(f"/api/jobs/{job.json()['id']}/events").status_code == 401  # the stream too
 
@@ -188,7 +188,7 @@ def test_beyond_loopback_mutating_requests_need_the_token(exposed: TestClient) -
 def test_the_printed_link_logs_a_browser_in_with_a_strict_cookie(exposed: TestClient) -> None:
     exposed.cookies.clear()
     assert exposed.get("/filters", params={"token": "wrong"}).status_code == 401
-    answer = exposed.get("/filters", params={"token": "s3cret-token"}, follow_redirects=False)
+    answer = exposed.get("/filters", params={"token": "s3cret-token-for-tests"}, follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/filters"
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -282,7 +282,10 @@ def test_a_filter_goes_out_and_back_in_as_an_archive(client: TestClient) -> None
     assert broken.status_code == 400 and broken.json()["detail"].startswith("x.rotoscope-filter: ")
 
 
-def test_a_publish_job_writes_the_site_the_server_shows(client: TestClient) -> None:
+def test_a_publish_job_writes_the_site_afresh(client: TestClient, history_studio: Path) -> None:
+    planted = history_studio / ".rotoscope/site/evil.html"  # what a fork might commit there
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_text("<script src=evil.js></script>")
     job = client.post(
         "/api/jobs", json={"verb": "publish", "args": {"renders": ["look"], "title": "Look"}}
     ).json()
@@ -292,7 +295,28 @@ def test_a_publish_job_writes_the_site_the_server_shows(client: TestClient) -> N
                 break
     done = client.get(f"/api/jobs/{job['id']}").json()
     assert done["state"] == "done", done
-    site = client.get("/site/")
-    assert site.status_code == 200 and 'id="clip-look"' in site.text
-    assert client.get("/site/feed.xml").text.startswith("<?xml")
-    assert client.get("/site/../params.yaml").status_code == 404
+    assert done["result"]["site"] == ".rotoscope/site" and done["result"]["items"] == ["clip-look"]
+    assert 'id="clip-look"' in (history_studio / ".rotoscope/site/index.html").read_text()
+    assert not planted.exists()
+    assert client.get("/site/evil.html").status_code == 404  # the server never serves that folder
+
+
+def test_job_details_need_the_token_too_and_tokens_are_long(exposed: TestClient) -> None:
+    assert exposed.get("/api/jobs").status_code == 401  # their logs can hold a remote's output
+    assert (
+        exposed.get("/api/jobs", headers={"X-Rotoscope-Token": "s3cret-token-for-tests"}).status_code == 200
+    )
+    from rotoscope.errors import RotoscopeError
+
+    with pytest.raises(RotoscopeError, match="at least 16 characters"):
+        Access.for_binding("192.0.2.10", 8000, "")
+    every = Access.for_binding("0.0.0.0", 8000, None)
+    assert every.any_host and every.token and len(every.token) >= 16
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_name() -> None:
+    from rotoscope.errors import ParamsError
+    from rotoscope.layout import check_name
+
+    with pytest.raises(ParamsError):
+        check_name("look\n")

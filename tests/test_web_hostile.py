@@ -108,3 +108,25 @@ def test_the_fork_checked_out_and_served_stays_inert(fork: Path) -> None:
     finally:
         git("checkout", "-qf", "v1", cwd=fork)
     assert not (fork.parent / "CANARY").exists()
+
+
+def test_a_committed_symlink_in_the_cache_or_thumbnails_serves_nothing(fork: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    fake = "0" * 32
+    cached = fork / ".dvc/cache/files/md5/00" / fake[2:]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.symlink_to(secret)
+    thumbs = fork / ".rotoscope/thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    (thumbs / f"{fake}-320.jpg").symlink_to(secret)
+    with TestClient(
+        create_app(fork, Access.for_binding("127.0.0.1", 8000, None), run_jobs=False),
+        base_url="http://127.0.0.1:8000",
+    ) as served:
+        for answer in (
+            served.get(f"/api/blobs/{fake}"),
+            served.get(f"/api/blobs/{fake}", params={"width": 320}),
+        ):
+            assert answer.status_code == 404 and b"PRIVATE" not in answer.content
+    assert secret.read_text() == "PRIVATE KEY"

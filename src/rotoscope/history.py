@@ -404,7 +404,7 @@ def manifest_change(history: Revisions, a: str, b: str, path: str) -> tuple[Mani
     if not any(key.startswith("lineage.filter") for key in change.settings):
         return change, None
     name = ((after.get("lineage") or {}).get("filter") or {}).get("name")
-    if not isinstance(name, str) or not NAME.match(name):  # the manifest schema checked it; be sure
+    if not isinstance(name, str) or not NAME.fullmatch(name):  # the manifest schema checked it; be sure
         return change, None
     card_path = f"filters/{name}/filter.json"
     try:

@@ -114,13 +114,10 @@ def _quality(studio: Any, args: QualityArgs, progress: Callable[[ProgressEvent],
 
 
 def _publish(studio: Any, args: PublishArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
-    site = studio.publish(site_folder(studio.layout), args.renders or None, None, args.title)
-    return {"site": "/site/", "items": [item.slug for item in site.items]}
-
-
-def site_folder(layout: Layout) -> Path:
-    """Where a publish job writes the site the web studio serves at ``/site/``."""
-    return layout.scratch("site")
+    folder = studio.layout.scratch("site")
+    studio.layout.remove_tree(folder)  # made afresh: nothing a fork committed there is published
+    site = studio.publish(folder, args.renders or None, None, args.title)
+    return {"site": studio.relative(site.folder), "items": [item.slug for item in site.items]}
 
 
 def _push(studio: Any, args: RemoteArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
@@ -224,10 +221,12 @@ class JobStore:
     def load(self, job_id: str) -> Job:
         path = self.path(job_id)
         try:
+            if path.is_symlink() or path.stat().st_size > 1 << 20:
+                raise RotoscopeError(path, "not a job record")
             job = Job.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise NotFoundError(job_id, "no such job") from None
-        except (ValidationError, UnicodeDecodeError):
+        except (ValidationError, UnicodeDecodeError, OSError):
             raise RotoscopeError(path, "not a job record") from None
         if job.id != job_id:
             raise RotoscopeError(path, "a job record under another job's name")
@@ -277,12 +276,14 @@ class JobStore:
         return self.path(job_id, "log.txt")
 
     def mark_interrupted(self) -> list[Job]:
-        """Records still running or queued whose process is gone: the server was stopped."""
+        """Records left running (their process gone) or queued when a server stopped. A queued
+        record is never run by a server that did not queue it: a fork could commit one."""
         marked = []
         for job in self.all():
-            if job.state == "running" and not _alive(job.pid):
+            if (job.state == "running" and not _alive(job.pid)) or job.state == "queued":
+                was = job.state
                 job.state, job.finished = "interrupted", _now()
-                job.message = "the server stopped while it ran; run it again to resume"
+                job.message = f"the server stopped while it was {was}; run it again to resume"
                 self.save(job)
                 marked.append(job)
         return marked
@@ -308,6 +309,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._running: dict[str, subprocess.Popen[bytes]] = {}
+        self._mine: list[str] = []  # queued by this runner, oldest first
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="rotoscope-jobs", daemon=True)
 
@@ -326,6 +328,8 @@ class JobRunner:
 
     def submit(self, verb: str, args: dict[str, Any]) -> Job:
         job = self.store.create(verb, args)
+        with self._lock:
+            self._mine.append(job.id)  # the only jobs this runner runs
         self._wake.set()
         return job
 
@@ -342,6 +346,8 @@ class JobRunner:
         with self._lock:
             process = self._running.get(job_id)
             if job.state == "queued" and process is None:
+                if job_id in self._mine:
+                    self._mine.remove(job_id)
                 job.state, job.finished, job.message = "cancelled", _now(), "cancelled before it started"
                 self.store.save(job)
                 return job
@@ -351,12 +357,24 @@ class JobRunner:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            queued = [job for job in reversed(self.store.all()) if job.state == "queued"]
-            if not queued:
+            with self._lock:
+                next_id = self._mine.pop(0) if self._mine else None
+            if next_id is None:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
-            self._run(queued[0])
+            try:
+                job = self.store.load(next_id)
+                if job.state == "queued":
+                    self._run(job)
+            except Exception as error:  # one job's trouble (a full disk, a removed folder) ends that job only
+                self._fail(next_id, error)
+
+    def _fail(self, job_id: str, error: Exception) -> None:
+        with contextlib.suppress(Exception):  # if even the record cannot be written, nothing can
+            job = self.store.load(job_id)
+            job.state, job.finished, job.message = "failed", _now(), f"could not run: {error}"
+            self.store.save(job)
 
     def _run(self, job: Job) -> None:
         log = self.store.log_path(job.id).open("ab")

@@ -23,7 +23,7 @@ _DELETABLE = ("frames", "renders", "quality", SCRATCH)  # generated folders, rem
 
 
 def check_name(name: object, what: str = "name") -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):  # match's $ would let "a\n" through
         raise ParamsError(None if not isinstance(name, str) else name, f"invalid {what}: {NAME_RULE}")
     return name
 

@@ -8,7 +8,6 @@ card, escaped by Jinja2; restricted licences are flagged beside the picture they
 
 from __future__ import annotations
 
-import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from rotoscope.errors import RotoscopeError
 from rotoscope.filters.licence import LicenceStanding, judge
 from rotoscope.layout import check_name
 from rotoscope.media.images import open_picture, save_picture
-from rotoscope.store import atomic_write_text, md5_file
+from rotoscope.store import atomic_copy, atomic_write_bytes, atomic_write_text, md5_file
 
 if TYPE_CHECKING:
     from rotoscope.studio import Studio
@@ -83,8 +82,10 @@ def publish(
     base_url: str | None = None,
 ) -> PublishedSite:
     """Write the site into ``out``: the renders (default: every rendered one) and the stills."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "media").mkdir(exist_ok=True)
+    for folder in (out, out / "media"):
+        if folder.is_symlink():  # every write below replaces files; a linked folder would redirect them
+            raise RotoscopeError(folder, "is a symlink; publish into a plain folder")
+        folder.mkdir(parents=True, exist_ok=True)
     chosen = (
         renders if renders is not None else [j.name for j in studio.renders() if _rendered(studio, j.name)]
     )
@@ -96,7 +97,7 @@ def publish(
     atomic_write_text(out / "site.css", style)
     atomic_write_text(out / "index.html", _page(title, items))
     feed = out / "feed.xml"
-    feed.write_bytes(_feed(title, items, base_url))
+    atomic_write_bytes(feed, _feed(title, items, base_url))
     return PublishedSite(out, items, feed)
 
 
@@ -117,7 +118,7 @@ def _render_item(studio: Studio, name: str, out: Path) -> PublishedItem:
     poster = open_picture(manifest.frame_path(studio.root, middle))
     poster.thumbnail((WEB_SIDE, WEB_SIDE), Image.Resampling.LANCZOS)
     save_picture(poster, out / "media" / f"{slug}.jpg", credit=credit)
-    shutil.copyfile(video, out / "media" / f"{slug}.mp4")
+    atomic_copy(video, out / "media" / f"{slug}.mp4")
     return PublishedItem(
         "render",
         slug,

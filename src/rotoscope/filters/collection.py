@@ -18,7 +18,9 @@ import csv
 import io
 import json
 import re
+import shutil
 import tarfile
+import tempfile
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +60,7 @@ MAX_CSV_BYTES = 5 << 20
 ARCHIVE_SUFFIX = ".rotoscope-filter"
 ARCHIVE_FORMAT = "rotoscope.filter-archive/1"
 MAX_MEMBER_BYTES = {"card": 1 << 20, "style": 256 << 20, "model": 512 << 20, "index": 1 << 16}
+MAX_ARCHIVE_BYTES = 600 << 20  # a style and a model together
 
 
 # -- a collection CSV -------------------------------------------------------------------------------
@@ -165,7 +168,7 @@ def _row(csv_path: Path, line: int, row: dict[str, str], taken: set[str]) -> Col
     if not image.is_file():
         raise RotoscopeError(None, f"{where}: image {image_text!r} not found")
     name = row.get("name") or _SLUG.sub("-", (row.get("title") or image.stem).lower()).strip("-")[:64]
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise RotoscopeError(None, f"{where}: {name!r} is not a filter name (letters, digits, '-', '_')")
     if name in taken:
         raise RotoscopeError(None, f"{where}: a filter named {name!r} already exists")
@@ -275,12 +278,14 @@ def import_archive(studio: Studio, path: Path, name: str | None = None) -> Filte
 
     archive = read_archive(path)
     name = check_name(name or archive.card.name, "filter name")
-    scratch = studio.layout.scratch("import", md5_bytes(archive.style)[:12])
-    scratch.mkdir(parents=True, exist_ok=True)
+    parent = studio.layout.scratch("import")
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=parent))  # new and ours: nothing committed can sit in it
     style = scratch / archive.style_name
     model = scratch / archive.model_name
-    style.write_bytes(archive.style)
-    model.write_bytes(archive.model)
+    for target, data in ((style, archive.style), (model, archive.model)):
+        with target.open("xb") as out:
+            out.write(data)
     try:
         open_picture(style)
         _check_model(archive.card.kind, model)
@@ -298,8 +303,7 @@ def import_archive(studio: Studio, path: Path, name: str | None = None) -> Filte
         save_card(card, entry.card)
         return load_card(filter_entry(studio, name).card)
     finally:
-        style.unlink(missing_ok=True)
-        model.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def imported_model_path(model: Path) -> Path:
@@ -323,18 +327,23 @@ def _members(path: Path) -> dict[str, bytes]:
 
 def _read_members(path: Path, archive: tarfile.TarFile) -> dict[str, bytes]:
     members: dict[str, bytes] = {}
+    total = 0
     for info in archive:
-        if len(members) > 8:
-            raise RotoscopeError(path, "refused: too many members")
         if not info.isreg():
             raise RotoscopeError(path, f"refused: {info.name[:60]!r} is not a plain file (a link?)")
         if "/" in info.name or info.name in ("", ".", "..") or info.name.startswith("."):
             raise RotoscopeError(path, f"refused: member {info.name[:60]!r} is a path, not a name")
-        limit = MAX_MEMBER_BYTES.get(_member_kind(info.name))
+        kind = _member_kind(info.name)
+        limit = MAX_MEMBER_BYTES.get(kind)
         if limit is None:
             raise RotoscopeError(path, f"refused: unexpected member {info.name[:60]!r}")
-        if info.size > limit or info.name in members:
+        if info.size > limit or any(_member_kind(name) == kind for name in members):
             raise RotoscopeError(path, f"refused: member {info.name[:60]!r} is too large or repeated")
+        if len(members) >= 4:  # index, card, style, model: a fifth is one too many
+            raise RotoscopeError(path, "refused: too many members")
+        total += info.size
+        if total > MAX_ARCHIVE_BYTES:
+            raise RotoscopeError(path, f"refused: over {MAX_ARCHIVE_BYTES:,} bytes unpacked")
         stream = archive.extractfile(info)
         members[info.name] = stream.read(limit + 1) if stream else b""
     return members

@@ -101,6 +101,7 @@ def photo(
 ) -> Response:
     """One of the studio's test photos (``photos/``), web-sized."""
     path = views.grid_photo(here.studio, md5)
+    width = views.thumb_width(width)
     return views.jpeg_response(here.thumbnails.photo(path, md5, width), etag=f'"{md5}-{width}"')
 
 
@@ -116,6 +117,7 @@ def grid_cell(
     card = here.studio.filter_card(name)
     if card.model is None:
         raise NotFoundError(name, "this filter has no model yet (run `dvc repro`)")
+    width = views.thumb_width(width)
     key = f"grid-{md5}-{card.model['md5']}-{width}.jpg"
     data = here.thumbnails.painted(key, lambda: views.grid_preview(here.studio, path, name, width))
     return views.jpeg_response(data, etag=f'"{key}"')
@@ -210,6 +212,7 @@ def blob(
         return FileResponse(
             path, media_type=views.picture_type(path), headers=views.IMMUTABLE | {"ETag": f'"{md5}"'}
         )
+    width = views.thumb_width(width)
     return views.jpeg_response(here.thumbnails.frame(here.blobs, md5, width), etag=f'"{md5}-{width}"')
 
 

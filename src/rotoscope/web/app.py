@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException
 
 from rotoscope import __version__
 from rotoscope.errors import BusyError, NotFoundError, OutsideStudioError, RotoscopeError, storage_error
-from rotoscope.jobs import site_folder
 from rotoscope.web import api, pages
 from rotoscope.web.context import WebStudio
 from rotoscope.web.security import Access, AccessMiddleware
@@ -53,9 +52,7 @@ def create_app(
     app.include_router(pages.router)
     static = resources.files("rotoscope.web").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
-    # what a publish job wrote, to look at before it goes out (studio text, escaped by publish's templates)
-    site = site_folder(here.studio.layout)
-    app.mount("/site", StaticFiles(directory=str(site), html=True, check_dir=False), name="site")
+
     _error_handlers(app, here)
     return app
 

@@ -18,7 +18,7 @@ from PIL import Image
 from rotoscope import manifest as manifests
 from rotoscope.errors import BusyError, NotFoundError, RotoscopeError
 from rotoscope.jobs import JobRunner, JobStore
-from rotoscope.store import BlobStore, atomic_write_bytes
+from rotoscope.store import BlobStore, atomic_write_bytes, md5_file
 from rotoscope.studio import Studio
 from rotoscope.web.uploads import UploadLimits
 
@@ -34,16 +34,30 @@ class FrameBlobs:
         self.store = BlobStore(studio.root)
         self._index: dict[str, Path] = {}
         self._stamp: tuple[tuple[str, int], ...] = ()
+        self._checked: dict[tuple[str, int, int], str] = {}  # work-tree files hashed: (path, mtime, size)
         self._lock = threading.Lock()
 
     def find(self, md5: str) -> Path:
         cached = self.store.cache_path(md5)  # refuses anything but 32 hex digits
-        if cached.is_file():
+        if _plain_file_inside(cached, self.store.cache_dir):  # a committed symlink there is not a blob
             return cached
         path = self._worktree().get(md5)
         if path is None or not path.is_file():
             raise NotFoundError(md5, "no frame with this md5 in the cache or the work tree (fetch it first)")
+        if not self._holds(path, md5):  # a manifest may claim any md5 for any file
+            raise NotFoundError(md5, "the work tree's frame does not have this md5")
         return path
+
+    def _holds(self, path: Path, md5: str) -> bool:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            known = self._checked.get(key)
+        if known is None:
+            known = md5_file(path)
+            with self._lock:
+                self._checked[key] = known
+        return known == md5
 
     def _worktree(self) -> dict[str, Path]:
         paths = self.studio.manifest_paths()
@@ -68,6 +82,17 @@ class Thumbnails:
     def __init__(self, studio: Studio) -> None:
         self.folder = studio.layout.scratch("thumbs")
 
+    def _target(self, key: str) -> Path:
+        """Where a made picture is kept; anything but a plain file there (a committed link) is
+        removed, never followed."""
+        target = self.folder / key
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            else:
+                raise RotoscopeError(key, "not a picture the studio made")
+        return target
+
     def frame(self, blobs: FrameBlobs, md5: str, width: int) -> bytes:
         return self._made(f"{md5}-{width}.jpg", lambda: blobs.find(md5), width)
 
@@ -83,7 +108,7 @@ class Thumbnails:
 
     def painted(self, key: str, paint: Callable[[], bytes]) -> bytes:
         """A picture made by ``paint`` once per ``key`` (which names everything it depends on)."""
-        target = self.folder / key
+        target = self._target(key)
         try:
             return target.read_bytes()
         except FileNotFoundError:
@@ -94,7 +119,7 @@ class Thumbnails:
         return data
 
     def _made(self, key: str, source: Callable[[], Path], width: int) -> bytes:
-        target = self.folder / key
+        target = self._target(key)
         try:
             return target.read_bytes()
         except FileNotFoundError:
@@ -116,6 +141,14 @@ class Thumbnails:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, buffer.getvalue())
         return buffer.getvalue()
+
+
+def _plain_file_inside(path: Path, folder: Path) -> bool:
+    """A regular file, reached without a symlink, inside ``folder`` once resolved."""
+    try:
+        return path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
 
 
 class WebStudio:

@@ -18,7 +18,10 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from rotoscope.errors import RotoscopeError
+
 TOKEN_COOKIE = "rotoscope_token"
+MIN_TOKEN = 16
 TOKEN_HEADER = "x-rotoscope-token"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -65,6 +68,7 @@ class Access:
     token: str | None
     hosts: frozenset[str]
     max_body: int  # bytes of any request body but an upload's (those have their own limits)
+    any_host: bool = False  # bound to every address: the token, not the Host header, keeps others out
 
     @classmethod
     def for_binding(cls, host: str, port: int, token: str | None, max_body: int = 1 << 20) -> Access:
@@ -74,6 +78,10 @@ class Access:
             names |= {"127.0.0.1", "localhost", "[::1]"}
         if token is None and not is_loopback(host):
             token = new_token()
+        if token is not None and len(token) < MIN_TOKEN:
+            raise RotoscopeError(None, f"a token must have at least {MIN_TOKEN} characters")
+        if host in ("0.0.0.0", "::", ""):  # every address of the machine: clients name it as they reach it
+            return cls(token, frozenset(), max_body, any_host=True)
         return cls(token, frozenset(names), max_body)
 
     def allows(self, request: Request) -> bool:
@@ -106,11 +114,12 @@ class AccessMiddleware(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         access = self.access
-        if request.headers.get("host", "") not in access.hosts:
+        if not access.any_host and request.headers.get("host", "") not in access.hosts:
             return _refuse(421, "this server does not answer to that host name")
         if access.token is not None and request.method == "GET" and "token" in request.query_params:
             return self._login(request)
-        needs_token = request.method in MUTATING or request.url.path.endswith("/events")
+        # writes, and what jobs say (their logs can hold remote output), need the token
+        needs_token = request.method in MUTATING or request.url.path.startswith("/api/jobs")
         if needs_token and not access.allows(request):
             return _refuse(401, "a token is needed: open the link `rotoscope serve` printed, or send it")
         if request.method in MUTATING and not _same_origin(request):

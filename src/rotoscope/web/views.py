@@ -235,7 +235,7 @@ def render_view(studio: Studio, job: RenderJob) -> RenderView:
     flicker = per_frame = None
     try:  # a committed symlink (quality/<video> -> /etc) is refused, not followed
         metrics = studio.layout.quality_dir(job.video) / f"{job.name}.json"
-        document = json.loads(studio.layout.inside(metrics).read_text()[:100_000])
+        document = json.loads(_bounded_text(studio.layout.inside(metrics), 100_000))
         flicker = _number(document.get("warping_error"))
         per_frame = _number(document.get("per_frame_warping_error"))
     except (OSError, ValueError, AttributeError, RotoscopeError):
@@ -251,6 +251,15 @@ def render_view(studio: Studio, job: RenderJob) -> RenderView:
         flicker=flicker,
         flicker_per_frame_filter=per_frame,
     )
+
+
+def _bounded_text(path: Path, limit: int) -> str:
+    """A tracked text file read only so far: a fork can commit one of any size."""
+    with path.open("rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise RotoscopeError(path.name, f"refused: over {limit:,} bytes")
+    return data.decode("utf-8")
 
 
 def _number(value: object) -> float | None:
@@ -341,7 +350,7 @@ def quality_view(studio: Studio, video: str, render: str, rev: str | None) -> Qu
     relative = f"quality/{video}/{render}-frames.csv"
     if rev is None:
         try:
-            text = studio.layout.inside(relative).read_text(encoding="utf-8")[:10_000_000]
+            text = _bounded_text(studio.layout.inside(relative), 10_000_000)
         except (FileNotFoundError, UnicodeDecodeError):
             raise NotFoundError(relative, "no quality report (run the quality stage)") from None
     else:
@@ -354,9 +363,12 @@ def quality_view(studio: Studio, video: str, render: str, rev: str | None) -> Qu
             raise NotFoundError(f"{rev}:{relative}", "no quality report at that revision")
         text = found
     warping, per_frame = [], []
-    for row in csv.DictReader(io.StringIO(text)):
-        warping.append(_cell(row.get("warping_error")))
-        per_frame.append(_cell(row.get("per_frame_warping_error")))
+    try:
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            warping.append(_cell(row.get("warping_error")))
+            per_frame.append(_cell(row.get("per_frame_warping_error")))
+    except csv.Error as error:
+        raise RotoscopeError(relative, f"not a quality report ({error})") from None
     return QualityView(
         video=video, render=render, rev=rev, warping_error=warping, per_frame_warping_error=per_frame
     )
@@ -403,6 +415,14 @@ def picture_type(path: Path) -> str:
     if head.startswith(b"\x89PNG"):
         return "image/png"
     return "application/octet-stream"  # never sniffed: nosniff is set on every response
+
+
+THUMB_WIDTHS = (64, 120, 160, 240, 320, 480, 640, 960, 1280, 1920, 2560, 4096)
+
+
+def thumb_width(asked: int) -> int:
+    """The made size nearest above what was asked: a few sizes cached, not every number."""
+    return next((width for width in THUMB_WIDTHS if width >= asked), THUMB_WIDTHS[-1])
 
 
 def jpeg_response(data: bytes, etag: str | None = None, immutable: bool = True) -> Response:
