@@ -209,7 +209,7 @@ class Credit:
         _text(item, "Iptc4xmpExt:AODateCreated", dated)
         _text(item, "Iptc4xmpExt:AOCircaDateCreated", self.year)  # as written: "c. 1830", "1920s"
         _text(item, "Iptc4xmpExt:AOSource", self.collection)
-        _text(item, "Iptc4xmpExt:AOSourceInvURL", self.source_url if _is_web_url(self.source_url) else None)
+        _text(item, "Iptc4xmpExt:AOSourceInvURL", self.source_url if is_web_url(self.source_url) else None)
         _text(item, "Iptc4xmpExt:AOCopyrightNotice", self.licence)
 
     def _exif(self) -> dict[int, bytes]:
@@ -300,7 +300,8 @@ def _fit(text: str | None, field: str) -> bytes | None:
     return (data[: limit - 3].decode("utf-8", "ignore").rstrip() + "…").encode()
 
 
-def _is_web_url(text: str | None) -> bool:
+def is_web_url(text: str | None) -> bool:
+    """Whether a card's URL is an http(s) address (a ``javascript:`` one never becomes a link)."""
     if not text or " " in text:
         return False
     parts = urlsplit(text)

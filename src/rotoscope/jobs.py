@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -82,9 +83,12 @@ class RemoteArgs(_Args):
     remote: str | None = Field(default=None, pattern=_NAME_PATTERN)
 
 
-def _repro(studio: Any, args: ReproArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
-    run = studio.repro(args.targets, progress)
+def _dvc_result(run: Any) -> dict[str, Any]:
     return {"command": run.command, "output": run.output[-4000:]}
+
+
+def _repro(studio: Any, args: ReproArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
+    return _dvc_result(studio.repro(args.targets, progress))
 
 
 def _split(studio: Any, args: SplitArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
@@ -120,14 +124,11 @@ def _publish(studio: Any, args: PublishArgs, progress: Callable[[ProgressEvent],
     return {"site": studio.relative(site.folder), "items": [item.slug for item in site.items]}
 
 
-def _push(studio: Any, args: RemoteArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
-    run = studio.dvc("push", *(["-r", args.remote] if args.remote else []), progress=progress)
-    return {"command": run.command, "output": run.output[-4000:]}
-
-
-def _pull(studio: Any, args: RemoteArgs, progress: Callable[[ProgressEvent], None]) -> dict[str, Any]:
-    run = studio.dvc("pull", *(["-r", args.remote] if args.remote else []), progress=progress)
-    return {"command": run.command, "output": run.output[-4000:]}
+def _transfer(
+    command: str, studio: Any, args: RemoteArgs, progress: Callable[[ProgressEvent], None]
+) -> dict[str, Any]:
+    """``dvc push`` or ``dvc pull``, to or from the named remote (default: DVC's)."""
+    return _dvc_result(studio.dvc(command, *(["-r", args.remote] if args.remote else []), progress=progress))
 
 
 # what a job can run: its arguments' model and the verb behind it
@@ -138,8 +139,8 @@ VERBS: dict[str, tuple[type[_Args], Callable[..., dict[str, Any]]]] = {
     "filter-make": (FilterMakeArgs, _filter_make),
     "quality": (QualityArgs, _quality),
     "publish": (PublishArgs, _publish),
-    "push": (RemoteArgs, _push),
-    "pull": (RemoteArgs, _pull),
+    "push": (RemoteArgs, partial(_transfer, "push")),
+    "pull": (RemoteArgs, partial(_transfer, "pull")),
 }
 JobVerb = Literal["repro", "split", "stylize", "filter-make", "quality", "publish", "push", "pull"]
 

@@ -86,11 +86,10 @@ class Thumbnails:
         """Where a made picture is kept; anything but a plain file there (a committed link) is
         removed, never followed."""
         target = self.folder / key
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            if target.is_symlink() or target.is_file():
-                target.unlink()
-            else:
-                raise RotoscopeError(key, "not a picture the studio made")
+        if target.is_symlink():
+            target.unlink()
+        elif target.exists() and not target.is_file():
+            raise RotoscopeError(key, "not a picture the studio made")
         return target
 
     def frame(self, blobs: FrameBlobs, md5: str, width: int) -> bytes:

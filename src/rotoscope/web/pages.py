@@ -160,7 +160,7 @@ def _review_manifest(here: Any, a: str, b: str, change: ManifestChange) -> Revie
     from rotoscope.review import sampled_frames
 
     parts = change.path.removeprefix("manifests/").removesuffix(".json").split("/")
-    video, kind = ([*parts, None, None])[:2] if len(parts) == 2 else (None, None)
+    video, kind = (parts[0], parts[1]) if len(parts) == 2 else (None, None)
     ranges: list[ReviewRange] = []
     if change.frames.changed and change.status not in ("invalid",):
         history = Revisions(here.studio.root)

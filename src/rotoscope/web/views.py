@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from rotoscope import __version__
+from rotoscope.credit import is_web_url
 from rotoscope.errors import NotFoundError, RotoscopeError
 from rotoscope.filters.card import FilterCard
 from rotoscope.filters.licence import Standing, judge
@@ -172,7 +173,7 @@ def card_view(card: FilterCard) -> CardView:
         artist=about.artist,
         year=about.year,
         collection=about.collection,
-        source_url=about.source_url if _is_web_url(about.source_url) else None,
+        source_url=about.source_url if is_web_url(about.source_url) else None,
         licence=about.licence,
         licence_standing=standing.standing,
         licence_note=standing.reason,
@@ -185,11 +186,6 @@ def card_view(card: FilterCard) -> CardView:
         seconds=made.get("seconds") if isinstance(made.get("seconds"), int | float) else None,
         hardware=made.get("hardware") if isinstance(made.get("hardware"), str) else None,
     )
-
-
-def _is_web_url(url: str | None) -> bool:
-    """Only http(s) links become links: a card's ``javascript:`` URL stays text."""
-    return bool(url) and url.lower().startswith(("https://", "http://"))  # type: ignore[union-attr]
 
 
 def gallery(
