@@ -5,7 +5,8 @@ Speed: seconds per frame at 1280x720, 1920x1080 and 3840x2160 through ``apply_fi
 ``stylize-image`` and the stylize stage run: picture in, clipped 8-bit picture out, the default
 memory budget, so pictures larger than it go in tiles) for
 
-- trained light: ``train.LIGHT`` (width 0.25, 3 residual blocks, unshuffle stem, refine head),
+- trained light: ``train.LIGHT`` (width 0.25, 2 residual blocks, unshuffle stem, refine head,
+  the first decoder conv before the upsampling),
 - trained full: ``network.build_transformer()``'s defaults (width 1.0, 5 blocks, 9x9 ends),
 - instant: Magenta's arbitrary-style transformer painting at the photo's own size
   (``InstantStylizer``), and the same at a 384 px brush (``ApplySettings(brush=longest / 384)``:

@@ -504,15 +504,23 @@ def test_a_model_that_is_not_the_cards_is_refused(instant_studio: Studio, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "stem, head", [("conv", "conv"), ("unshuffle", "conv"), ("unshuffle", "shuffle"), ("unshuffle", "refine")]
+    "stem, head, decoder",
+    [
+        ("conv", "conv", "upsample-conv"),
+        ("unshuffle", "conv", "upsample-conv"),
+        ("unshuffle", "shuffle", "upsample-conv"),
+        ("unshuffle", "refine", "conv-upsample"),
+    ],
 )
-def test_saved_networks_run_without_keras_as_keras_runs_them(tmp_path: Path, stem: str, head: str) -> None:
+def test_saved_networks_run_without_keras_as_keras_runs_them(
+    tmp_path: Path, stem: str, head: str, decoder: str
+) -> None:
     """The ONNX translation of a saved model draws what Keras draws, whole and with fixed norms."""
     from rotoscope.filters.backend import keras
     from rotoscope.filters.inference import read_network
     from rotoscope.filters.network import build_transformer
 
-    model = build_transformer(0.25, 1, 3 if stem == "unshuffle" else 5, stem=stem, head=head)
+    model = build_transformer(0.25, 1, 3 if stem == "unshuffle" else 5, stem=stem, head=head, decoder=decoder)
     for layer in model.layers:  # trained-looking norms, so a swapped gamma and beta would show
         if isinstance(layer, keras.layers.GroupNormalization):
             rng = np.random.default_rng(len(layer.name))

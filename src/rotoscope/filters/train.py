@@ -32,7 +32,10 @@ from rotoscope.store import atomic_write_text, md5_file, temp_beside
 from rotoscope.studio import Studio
 
 # One thin convolution at full resolution: on a CPU wide ones cost more than the rest of a thin net
-LIGHT = {"width": 0.25, "residual_blocks": 3, "outer_kernel": 3, "stem": "unshuffle", "head": "refine"}
+LIGHT = {
+    **{"width": 0.25, "residual_blocks": 2, "outer_kernel": 3},
+    **{"stem": "unshuffle", "head": "refine", "decoder": "conv-upsample"},
+}
 # The CPU recipe (``distil: true``): the light net learning the instant filter's paintings. No loss
 # network, so a step costs a few light-net passes: 6000 steps of 160 px took 10 minutes on 2 shared cores.
 DISTIL = {**LIGHT, "teacher": "instant", "steps": 6000, "size": 160, "batch": 4, "learning_rate": 0.002}
@@ -41,6 +44,7 @@ DISTIL_ONLY = ("teacher_side", "teacher_crops", "edge_weight", "texture_weight")
 MAX_TEACHER_PIXELS = 1 << 27  # the teacher's crops live in memory: 2 x 3 bytes a pixel, 768 MB
 NETWORK_STEMS = ("conv", "unshuffle")  # what network.build_transformer offers (kept here: no TF import)
 NETWORK_HEADS = ("conv", "shuffle", "refine")
+NETWORK_DECODERS = ("upsample-conv", "conv-upsample")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class TrainRecipe:
     outer_kernel: int = 9  # kernel of the full-resolution convs at the ends
     stem: str = "conv"  # "unshuffle": a pixel unshuffle instead of the first full-resolution conv
     head: str = "conv"  # "shuffle": a pixel shuffle instead of the last full-resolution convs
+    decoder: str = "upsample-conv"  # "conv-upsample": the first decoder conv at quarter resolution
     style_size: int = 512  # the style image's longest side when its Gram matrices are taken
     style_weight: float = 100.0
     content_weight: float = 7.5
@@ -104,6 +109,10 @@ class TrainRecipe:
             raise RotoscopeError(where, f"train.outer_kernel must be 3, 5, 7 or 9, not {self.outer_kernel}")
         if self.head not in NETWORK_HEADS:
             raise RotoscopeError(where, f"train.head must be one of {list(NETWORK_HEADS)}, not {self.head!r}")
+        if self.decoder not in NETWORK_DECODERS:
+            raise RotoscopeError(
+                where, f"train.decoder must be one of {list(NETWORK_DECODERS)}, not {self.decoder!r}"
+            )
         if self.stem not in NETWORK_STEMS:
             raise RotoscopeError(where, f"train.stem must be one of {list(NETWORK_STEMS)}, not {self.stem!r}")
         if not 0.05 <= float(self.width) <= 4:
@@ -132,17 +141,19 @@ class TrainRecipe:
                 )
 
     def as_dict(self) -> dict[str, Any]:
-        """Every setting, less the distillation's when there is no teacher (so a perceptual
-        recipe's card and resume key read as they did before distillation existed)."""
+        """Every setting, less the distillation's when there is no teacher and the decoder when it
+        is Johnson's (so a perceptual recipe's card and resume key read as they did before)."""
         settings = asdict(self)
         if not self.teacher:
             for name in DISTIL_ONLY:
                 del settings[name]
+        if self.decoder == "upsample-conv":  # as before the choice existed
+            del settings["decoder"]
         return settings
 
     def network_shape(self) -> dict[str, Any]:
         """The arguments of ``network.build_transformer``."""
-        shape = ("width", "residual_blocks", "outer_kernel", "stem", "head")
+        shape = ("width", "residual_blocks", "outer_kernel", "stem", "head", "decoder")
         return {name: getattr(self, name) for name in shape}
 
 
