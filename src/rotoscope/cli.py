@@ -16,6 +16,7 @@ import click
 import typer
 
 from rotoscope import __version__
+from rotoscope.compute import environment_for
 from rotoscope.errors import RotoscopeError, storage_error
 from rotoscope.progress import say
 from rotoscope.text import terminal
@@ -105,10 +106,14 @@ def split(
 def stylize(
     names: Annotated[list[str] | None, typer.Argument(help="Renders to make (default: all).")] = None,
     studio: StudioOption = None,
+    executor: Annotated[str | None, typer.Option(help="local or ray (default: params.yaml).")] = None,
+    ray: Annotated[
+        str | None, typer.Option("--ray", metavar="ADDRESS", help="Paint on the Ray cluster at ADDRESS.")
+    ] = None,
 ) -> None:
     """Run each render's filter over its video's frames: manifests/<video>/<render>.json."""
     here = _studio(studio)
-    for result in here.stylize(names):
+    for result in here.stylize(names, compute=here.compute_settings(environment_for(executor, ray))):
         name = result.manifest_path.stem
         say(
             f"stylize {name}: {result.frames} frames, {result.stylized} stylized, "

@@ -19,6 +19,9 @@ class RotoscopeError(Exception):
         self.problem = _one_line(problem)
         super().__init__((self.path and f"{self.path}: {self.problem}") or self.problem)
 
+    def __reduce__(self):  # pickled back from a cluster worker with both parts, not the message
+        return (type(self), (self.path, self.problem))
+
 
 class ParamsError(RotoscopeError):
     """``params.yaml`` (or a command-line value bound for it) is not a valid studio configuration."""

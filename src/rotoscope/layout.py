@@ -153,6 +153,13 @@ class Layout:
     def stylized_blobs(self) -> Path:
         return self.scratch("stylized", "blobs")
 
+    def ledger_file(self, worker: str) -> Path:
+        """One worker's record of the paintings it made (``host:pid``: one writer a file)."""
+        return self.scratch("ledger", worker.replace(":", "-").replace("/", "-") + ".jsonl")
+
+    def ledger_dir(self) -> Path:
+        return self.scratch("ledger")
+
     def quality_cache(self, video: str, render: str) -> Path:
         return self.scratch(
             "quality", check_name(video, "video name"), f"{check_name(render, 'render name')}.json"

@@ -23,7 +23,7 @@ from rotoscope import schemas, yamlsafe
 from rotoscope.errors import ParamsError
 from rotoscope.layout import NAME_RULE
 
-SECTIONS = ("videos", "filters", "renders", "split", "stylize", "reassemble", "train")
+SECTIONS = ("videos", "filters", "renders", "split", "stylize", "reassemble", "train", "compute")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class StudioParams:
     stylize: dict[str, Any]
     reassemble: dict[str, Any]
     train: dict[str, Any]
+    compute: dict[str, Any] = field(default_factory=dict)  # where the work runs (rotoscope.compute)
 
 
 def parse(text: str, where: str | Path) -> tuple[Any, StudioParams]:
@@ -91,7 +92,7 @@ def model(document: dict[str, Any], where: str | Path) -> StudioParams:
         videos=videos,
         filters=filters,
         renders={name: dict(entry) for name, entry in (document.get("renders") or {}).items()},
-        **{key: dict(document.get(key) or {}) for key in ("split", "stylize", "reassemble", "train")},
+        **{key: dict(document.get(key) or {}) for key in SECTIONS[3:]},
     )
 
 

@@ -21,7 +21,8 @@ from PIL import Image
 from rotoscope import manifest as manifests
 from rotoscope.credit import render_credit
 from rotoscope.errors import ParamsError, RotoscopeError
-from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, Stylizer, fit_within
+from rotoscope.executors import Executor, FilterModel, Painter, PaintJob, PaintRequest, executor_for
+from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, ApplySettings, fit_within
 from rotoscope.locks import exclusive, render_lock, video_lock
 from rotoscope.manifest import Frame, Lineage, Manifest
 from rotoscope.media import (
@@ -203,7 +204,6 @@ def _end_pts(info: VideoInfo, frames: list[Frame]) -> int:
 # -- stylize ---------------------------------------------------------------------------------
 
 MIX_VERSION = 1  # bump when a change changes how paintings are kept or mixed (reuse keys)
-_WEBP_MAX_SIDE = 16383  # WebP's limit; a larger painting is kept as PNG
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class StylizeResult:
         }
 
 
-def stylize(studio: Studio, name: str) -> StylizeResult:
+def stylize(studio: Studio, name: str, executor: Executor | None = None) -> StylizeResult:
     """Run the render ``name``'s filter over its video's frames, reusing every frame made before.
 
     Each frame's painting (the filter alone at full strength) is kept under its (source md5,
@@ -235,14 +235,17 @@ def stylize(studio: Studio, name: str) -> StylizeResult:
     under a key of the paintings and those values: a changed keyframe re-mixes only the frames whose
     values changed, with no network run. With a temporal method each output also depends on the
     output before it, back to the last scene cut, and is found again by that chain.
+
+    The paintings never made are made first, all together, by ``executor`` (by default the one
+    ``params.yaml``'s ``compute:`` and the environment choose: :mod:`rotoscope.executors`).
     """
     job = studio.render_job(name)
     with exclusive(studio.layout, render_lock(job.video, name), f"writing render {name!r}"):
         clear_killed_writes(studio.manifest_path(job.video, name))
-        return _stylize(studio, job)
+        return _stylize(studio, job, executor)
 
 
-def _stylize(studio: Studio, job: RenderJob) -> StylizeResult:
+def _stylize(studio: Studio, job: RenderJob, executor: Executor | None) -> StylizeResult:
     name = job.name
     parent_path = studio.manifest_path(job.video)
     parent = manifests.load(parent_path)
@@ -259,6 +262,7 @@ def _stylize(studio: Studio, job: RenderJob) -> StylizeResult:
     studio.layout.remove_tree(staged)
     staged.mkdir(parents=True)
     made = StylizedFrames(studio, job, parent, used["model_md5"], reuse, fade and fade["model_md5"])
+    made.paint_missing(executor or executor_for(studio.compute_settings()))
     with progress_bar(f"stylize {name}", len(parent.frames)) as update:
         frames = made.stage_all(staged, update)
     width, height = made.size or (parent.width, parent.height)
@@ -374,7 +378,7 @@ class StylizedFrames:
         self.blended = 0  # temporal blends made
         self.reused = 0  # output frames found, or taken from the source as they are
         self.size: tuple[int, int] | None = None
-        self._stylizers: dict[int, Stylizer] = {}
+        self._painter: Painter | None = None
         self._motion: _MotionAhead | None = None
         # the source's own file serves a frame left as the source when it is what we would write
         self._source_as_is = job.format == parent.extract.get("format") and (
@@ -425,6 +429,40 @@ class StylizedFrames:
         return self.shot_starts() | outside | entering
 
     # -- making them -------------------------------------------------------------------------
+    def missing_paintings(self) -> list[PaintRequest]:
+        """The paintings the frames need that were never made (or whose bytes are gone): the
+        frames whose output and own frame are not found either (as :meth:`stage_all` goes)."""
+        wanted: dict[str, PaintRequest] = {}
+        for source, key in zip(self.parent.frames, self.output_keys(), strict=True):
+            mix = self.mixes[source.i]
+            if mix.is_source or self._found(source, key) or self.reuse.find(self.own_key(source)):
+                continue
+            for which, _share in mix.paintings():
+                painting = self.painting_key(source, which)
+                if painting not in wanted and self.reuse.find(painting) is None:
+                    wanted[painting] = PaintRequest(painting, self._source_file(source), source.md5, which)
+        return list(wanted.values())
+
+    def paint_missing(self, executor: Executor) -> None:
+        """Every missing painting made by ``executor`` (in this process or on a cluster)."""
+        requests = self.missing_paintings()
+        if not requests:
+            return
+        with progress_bar(f"paint {self.job.name} ({executor.name})", len(requests)) as update:
+            painted = executor.paint(self.paint_job(), requests, update)
+        self.stylized += sum(1 for item in painted if item.seconds > 0)
+
+    def paint_job(self) -> PaintJob:
+        from rotoscope.filters.catalogue import filter_entry
+
+        models = tuple(
+            FilterModel(name, entry.kind, entry.model, md5)
+            for name, md5 in zip(self.filters, self.models, strict=True)
+            for entry in [filter_entry(self.studio, name)]
+        )
+        settings = ApplySettings(1.0, self.job.preserve_color, self.job.max_side, self.job.brush)
+        return PaintJob(self.studio.root, models, settings)
+
     def stage_all(self, staged: Path, update: Callable[..., None]) -> list[Frame]:
         """Every output frame copied into ``staged`` (in order: each may need the one before)."""
         if self.temporal.method != "flow":
@@ -493,22 +531,14 @@ class StylizedFrames:
         return _rgb(found[0]) if found else self._paint(source, which, key)
 
     def _paint(self, source: Frame, which: int, key: str) -> np.ndarray:
-        from rotoscope.filters.apply import ApplySettings, apply_filter, load_stylizer
-
-        if which not in self._stylizers:
-            self._stylizers[which] = load_stylizer(self.studio, self.filters[which])
-        # full strength: the frame's strength is mixed in afterwards, from the painting kept here
-        settings = ApplySettings(1.0, self.job.preserve_color, self.job.max_side, self.job.brush)
-        with Image.open(self._source_file(source)) as picture:
-            styled = apply_filter(self._stylizers[which], picture.convert("RGB"), settings)
-        self.stylized += 1
-        with temp_beside(self.reuse.blob_dir / f"painting-{key}.webp") as temp:
-            if max(styled.size) <= _WEBP_MAX_SIDE:  # lossless, and several times faster than PNG
-                styled.save(temp, "WEBP", lossless=True, quality=0, method=0)
-            else:
-                styled.save(temp, "PNG", compress_level=1)
-            self.reuse.keep(key, temp)
-        return np.asarray(styled)
+        """One painting made here: one the executor's run did not leave (its bytes lost since)."""
+        if self._painter is None:
+            self._painter = Painter(self.paint_job())
+        made = self._painter.paint(PaintRequest(key, self._source_file(source), source.md5, which))
+        self.stylized += made.seconds > 0
+        found = self.reuse.find(key)
+        assert found is not None, "a painting just kept is in the store"
+        return _rgb(found[0])
 
     def _keep(self, key: str, picture: Image.Image) -> tuple[Path, str, int]:
         with temp_beside(self.reuse.blob_dir / f"made-{key}") as temp:

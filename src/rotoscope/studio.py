@@ -7,8 +7,10 @@ their Python APIs (GitPython, ``dvc.repo.Repo``).
 from __future__ import annotations
 
 import io
+import os
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rotoscope import manifest as manifests
 from rotoscope import params as studio_params
 from rotoscope import schemas
+from rotoscope.compute import ComputeSettings
 from rotoscope.errors import ParamsError, RotoscopeError, storage_error
 from rotoscope.layout import Layout, check_name
 from rotoscope.media import FORMATS, EncodeSettings, probe
@@ -286,6 +289,11 @@ class Studio(StudioVerbs):
 
     def render_names(self) -> list[str]:
         return list(self.config().renders)
+
+    def compute_settings(self, overrides: Mapping[str, str] | None = None) -> ComputeSettings:
+        """Where this studio's work runs: ``compute:``, then the environment, then ``overrides``
+        (a command's ``--executor`` and ``--ray``, as :func:`rotoscope.compute.environment_for`)."""
+        return ComputeSettings.from_params(self.config().compute, {**os.environ, **(overrides or {})})
 
     def render_job(self, name: str) -> RenderJob:
         config = self.config()

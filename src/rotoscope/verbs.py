@@ -25,6 +25,7 @@ from rotoscope.errors import RotoscopeError
 from rotoscope.progress import ProgressCallback, relay_events, reporting_to
 
 if TYPE_CHECKING:
+    from rotoscope.compute import ComputeSettings
     from rotoscope.filters.apply import ApplySettings
     from rotoscope.filters.card import FilterCard, Kind, Provenance
     from rotoscope.filters.collection import ImportReport
@@ -133,13 +134,19 @@ class StudioVerbs:
         return [self.render_job(name) for name in self.render_names()]
 
     def stylize(
-        self: Studio, names: list[str] | None = None, progress: ProgressCallback | None = None
+        self: Studio,
+        names: list[str] | None = None,
+        progress: ProgressCallback | None = None,
+        compute: ComputeSettings | None = None,
     ) -> list[StylizeResult]:
-        """Run renders' filters (default: every render) over their videos' frames."""
+        """Run renders' filters (default: every render) over their videos' frames, painting on
+        ``compute``'s executor (default: :meth:`compute_settings`)."""
+        from rotoscope.executors import executor_for
         from rotoscope.pipeline import stylize
 
+        executor = executor_for(compute or self.compute_settings())
         with reporting_to(progress):
-            return [stylize(self, name) for name in names or self.render_names()]
+            return [stylize(self, name, executor) for name in names or self.render_names()]
 
     def reassemble(
         self: Studio,

@@ -188,9 +188,14 @@ def load_stylizer(studio: Studio, name: str, memory_mb: int = DEFAULT_MEMORY_MB)
         raise RotoscopeError(entry.model, "model file missing (run `dvc pull` or `dvc repro`)")
     if md5_file(entry.model) != card.model["md5"]:
         raise RotoscopeError(entry.model, "model file is not the one its card records (run `dvc checkout`)")
-    if entry.kind == "instant":
-        return InstantStylizer(name, instant.load_embedding(entry.model), memory_mb)
-    return TrainedStylizer(name, read_network(entry.model), memory_mb)
+    return stylizer_from_file(name, entry.kind, entry.model, memory_mb)
+
+
+def stylizer_from_file(name: str, kind: str, model: Path, memory_mb: int = DEFAULT_MEMORY_MB) -> Stylizer:
+    """A filter from its model file alone (a cluster worker's copy, already checked by md5)."""
+    if kind == "instant":
+        return InstantStylizer(name, instant.load_embedding(model), memory_mb)
+    return TrainedStylizer(name, read_network(model), memory_mb)
 
 
 def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings) -> Image.Image:

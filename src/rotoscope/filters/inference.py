@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from rotoscope.errors import MissingBlobError, RefusedModelError, RotoscopeError
+from rotoscope.filters import runtime
 
 OPSET = 17  # ReduceMean still takes its axes as an attribute
 IR_VERSION = 8  # what ONNX Runtime 1.17, the oldest we support, reads
@@ -114,8 +115,8 @@ class StyleNetwork:
 
     def onnx_model(self, variant: str = "whole") -> bytes:
         """The serialised ONNX graph: ``whole``, ``probe`` (adds norm statistics) or ``fixed``."""
-        if self.block is None:
-            self.block = nchwc_block()
+        if self.block is None:  # NCHWc is the CPU provider's own layout: elsewhere, the portable graph
+            self.block = nchwc_block() if runtime.providers()[0] == "CPUExecutionProvider" else 0
         if variant not in self._graphs:  # read_network builds "whole" once to check it; keep it
             builder = (
                 _NchwcGraphBuilder(self, variant, self.block) if self.block else _GraphBuilder(self, variant)
@@ -138,20 +139,15 @@ class StyleNetwork:
             import onnxruntime
 
             self._sessions[variant] = onnxruntime.InferenceSession(
-                self.onnx_model(variant), session_options(), providers=["CPUExecutionProvider"]
+                self.onnx_model(variant), session_options(), providers=runtime.providers()
             )
         return self._sessions[variant]
 
 
 def session_options(quiet: bool = False):
-    """How every trained network's session runs (each choice measured on the full network at 720p)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 4 if quiet else 3
-    # idle pool threads would otherwise spin for a while after each run, taking the
-    # cores from the JPEG encoding and decoding that surround every frame
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    """How every trained network's session runs (each choice measured on the full network at 720p),
+    on :mod:`~rotoscope.filters.runtime`'s threads."""
+    options = runtime.session_options(quiet)
     # Not session.set_denormal_as_zero: it sets flush-to-zero on the calling thread as well, so
     # numpy in the caller's thread would lose its subnormal floats too (hypothesis caught it).
     # The memory pattern plans one block per picture size from the first run: it held 1.6 KiB

@@ -27,6 +27,7 @@ from numpy.lib import format as npy_format
 from PIL import Image
 
 from rotoscope.errors import MissingBlobError, RefusedModelError
+from rotoscope.filters import runtime
 from rotoscope.store import md5_file
 
 EMBEDDING_SIZE = 100
@@ -55,11 +56,8 @@ def network_md5() -> str:
 def _session(name: str):
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see inference.py
     return onnxruntime.InferenceSession(
-        str(_model_dir() / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
+        str(_model_dir() / f"{name}.onnx"), runtime.session_options(), providers=runtime.providers()
     )
 
 
@@ -277,15 +275,11 @@ def _feed_statistics(graph, norms: list[tuple[str, str]]) -> None:
 def _transformer_session(variant: str):
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see inference.py
+    options = runtime.session_options()
     # No arena: it would keep each variant's largest working set (about 300 bytes a pixel) for
     # the life of the process, three times over; malloc gives it back between pictures.
     options.enable_cpu_mem_arena = False
-    return onnxruntime.InferenceSession(
-        transformer_graph(variant), options, providers=["CPUExecutionProvider"]
-    )
+    return onnxruntime.InferenceSession(transformer_graph(variant), options, providers=runtime.providers())
 
 
 def _run(

@@ -142,10 +142,8 @@ def build_transformer(
     x = _conv(x, c3, 3, stride=2)
     for _ in range(residual_blocks):
         x = _residual(x, c3)
-    if decoder == "conv-upsample":
-        x = Upsample2x()(_conv(x, c2, 3))
-    else:
-        x = _conv(Upsample2x()(x), c2, 3)
+    late = decoder == "conv-upsample"
+    x = Upsample2x()(_conv(x, c2, 3)) if late else _conv(Upsample2x()(x), c2, 3)
     if head == "conv":
         x = _conv(Upsample2x()(x), c1, 3)
         x = _conv(x, 3, outer_kernel, normalise=False, relu=False)
