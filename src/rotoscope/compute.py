@@ -24,6 +24,7 @@ EXECUTOR_VARIABLE = "ROTOSCOPE_EXECUTOR"  # overrides params.yaml's compute.exec
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own: `ray start` prints it, `ray.init` reads it
 # Dollars per hour of each hardware kind (rotoscope.estimate), until params.yaml says otherwise:
 # typical on-demand cloud prices of late 2026, per machine as `rotoscope doctor` names them.
+MAX_AUTO_ENCODERS = 8  # each holds its encoder's look-ahead frames: 4K ones are 12 MB apiece
 DEFAULT_PRICES = {"cpu-2": 0.10, "cpu-16": 0.68, "gpu-t4": 0.53, "gpu-a10": 1.01, "gpu-h100": 3.90}
 
 
@@ -34,6 +35,7 @@ class ComputeSettings:
     workers: int | None = None  # actors; None: as many as the cluster's CPUs (or GPUs) hold
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    encoders: int | None = None  # video segments encoded at once; None: one per core, at most 8
     prices: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @classmethod
@@ -50,8 +52,13 @@ class ComputeSettings:
             workers=section.get("workers"),
             cpus_per_worker=float(section.get("cpus_per_worker", 1.0)),
             gpus_per_worker=float(section.get("gpus_per_worker", 0.0)),
+            encoders=section.get("encoders"),
             prices={**DEFAULT_PRICES, **{str(k): float(v) for k, v in (section.get("prices") or {}).items()}},
         )
+
+    @property
+    def encode_workers(self) -> int:
+        return self.encoders or min(len(os.sched_getaffinity(0)), MAX_AUTO_ENCODERS)
 
 
 def environment_for(executor: str | None, address: str | None) -> dict[str, str]:

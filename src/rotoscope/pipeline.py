@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ from PIL import Image
 from rotoscope import manifest as manifests
 from rotoscope.credit import render_credit
 from rotoscope.errors import ParamsError, RotoscopeError
+from rotoscope.estimate import Work, measured_rates, painting_units, place
 from rotoscope.executors import Executor, FilterModel, Painter, PaintJob, PaintRequest, executor_for
-from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, ApplySettings, fit_within
+from rotoscope.filters.apply import APPLY_VERSION, DEFAULT_MEMORY_MB, ApplySettings, fit_size, fit_within
 from rotoscope.locks import exclusive, render_lock, video_lock
 from rotoscope.manifest import Frame, Lineage, Manifest
 from rotoscope.media import (
@@ -207,6 +209,18 @@ MIX_VERSION = 1  # bump when a change changes how paintings are kept or mixed (r
 
 
 @dataclass(frozen=True)
+class PaintingTime:
+    """How a run's paintings were made: where, and the estimate from earlier runs' rates beside
+    the seconds they took (the stage's log keeps both)."""
+
+    executor: str
+    hardware: str
+    workers: int
+    estimate_s: float | None  # None: no earlier painting on that hardware to go by
+    took_s: float
+
+
+@dataclass(frozen=True)
 class StylizeResult:
     manifest_path: Path
     frames: int
@@ -294,7 +308,8 @@ def _stylize(studio: Studio, job: RenderJob, executor: Executor | None) -> Styli
     replace_dir(staged, studio.layout.deletable(studio.layout.frames_dir_record(job.video, name)))
     atomic_write_text(target, text)
     outcome = StylizeResult(target, len(frames), made.stylized, made.blended, made.reused, made.mixed)
-    atomic_write_text(studio.log_path(f"stylize-{name}"), json.dumps(outcome.counts()) + "\n")
+    timing = {"painting": asdict(made.painting_time)} if made.painting_time else {}
+    atomic_write_text(studio.log_path(f"stylize-{name}"), json.dumps(outcome.counts() | timing) + "\n")
     return outcome
 
 
@@ -379,6 +394,7 @@ class StylizedFrames:
         self.reused = 0  # output frames found, or taken from the source as they are
         self.size: tuple[int, int] | None = None
         self._painter: Painter | None = None
+        self.painting_time: PaintingTime | None = None  # set when the executor painted
         self._motion: _MotionAhead | None = None
         # the source's own file serves a frame left as the source when it is what we would write
         self._source_as_is = job.format == parent.extract.get("format") and (
@@ -444,13 +460,38 @@ class StylizedFrames:
         return list(wanted.values())
 
     def paint_missing(self, executor: Executor) -> None:
-        """Every missing painting made by ``executor`` (in this process or on a cluster)."""
+        """Every missing painting made by ``executor`` (in this process or on a cluster), with
+        what the studio's measured rates said it would take beside what it took."""
         requests = self.missing_paintings()
         if not requests:
             return
+        rates = measured_rates(self.studio.layout)  # before this run adds its own
+        start = time.perf_counter()
         with progress_bar(f"paint {self.job.name} ({executor.name})", len(requests)) as update:
             painted = executor.paint(self.paint_job(), requests, update)
+        took = time.perf_counter() - start
         self.stylized += sum(1 for item in painted if item.seconds > 0)
+        prices = self.studio.compute_settings().prices
+        where, hardware, workers = executor.name, executor.hardware, executor.workers
+        expected = place(self.work(requests), rates, where, hardware, workers, prices)
+        self.painting_time = PaintingTime(where, hardware, workers, expected.seconds, round(took, 3))
+
+    def work(self, requests: list[PaintRequest]) -> list[Work]:
+        """The paintings' work per filter kind, in the units :mod:`rotoscope.estimate` rates."""
+        from rotoscope.filters.inference import read_network
+
+        size = fit_size((self.parent.width, self.parent.height), self.job.max_side)
+        job = self.paint_job()
+        totals: dict[str, list[float]] = {}
+        for which, model in enumerate(job.models):
+            count = sum(1 for request in requests if request.which == which)
+            if count:
+                layers = None if model.kind == "instant" else read_network(model.path).layers
+                units = painting_units(model.kind, layers, *size, self.job.brush)
+                entry = totals.setdefault(model.kind, [0, 0.0])
+                entry[0] += count
+                entry[1] += count * units
+        return [Work(kind, int(count), units) for kind, (count, units) in totals.items()]
 
     def paint_job(self) -> PaintJob:
         from rotoscope.filters.catalogue import filter_entry
@@ -699,7 +740,10 @@ def encode_at_timestamps(
         encode_video(out, (picture_at(i) for i in range(len(pts))), pts, on_frame=update, **common)
         return ReassembleResult(out, len(pts), 1, 1)
     cache = SegmentCache(studio.segments_dir())
-    done = encode_segmented(out, identities, picture_at, pts, cache=cache, on_frame=update, **common)
+    workers = studio.compute_settings().encode_workers
+    done = encode_segmented(
+        out, identities, picture_at, pts, cache=cache, on_frame=update, workers=workers, **common
+    )
     cache.tidy()
     return ReassembleResult(out, done.frames_encoded, done.encoded, done.segments)
 

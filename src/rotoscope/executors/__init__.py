@@ -33,6 +33,8 @@ Update = Callable[[int], None]  # paintings done so far
 
 class Executor(Protocol):
     name: str
+    hardware: str  # the hardware kind each worker paints on (the ledger's and the prices' name)
+    workers: int  # how many painted at once in the last run
 
     def paint(self, job: PaintJob, requests: Sequence[PaintRequest], update: Update) -> list[Painted]:
         """Every request painted into the studio's reuse store (in any order)."""
@@ -41,6 +43,13 @@ class Executor(Protocol):
 
 class LocalExecutor:
     name = "local"
+    workers = 1
+
+    @property
+    def hardware(self) -> str:
+        from rotoscope.filters import runtime
+
+        return runtime.hardware_kind()
 
     def paint(self, job: PaintJob, requests: Sequence[PaintRequest], update: Update) -> list[Painted]:
         painter = Painter(job)

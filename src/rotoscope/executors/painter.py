@@ -22,8 +22,9 @@ from pathlib import Path
 from PIL import Image
 
 from rotoscope.errors import RotoscopeError
+from rotoscope.estimate import painting_units
 from rotoscope.filters import runtime
-from rotoscope.filters.apply import ApplySettings, Stylizer, apply_filter, stylizer_from_file
+from rotoscope.filters.apply import ApplySettings, Stylizer, TrainedStylizer, apply_filter, stylizer_from_file
 from rotoscope.layout import Layout
 from rotoscope.store import FrameReuse, md5_file, temp_beside
 
@@ -91,7 +92,7 @@ class Painter:
                 styled.save(temp, "PNG", compress_level=1)
             _, md5, size = self.reuse.keep(request.key, temp)
         seconds = time.perf_counter() - start
-        self._record(request, styled.width * styled.height, seconds)
+        self._record(request, stylizer, styled.size, seconds)
         return Painted(request.key, md5, size, seconds, self.worker)
 
     def _stylizer(self, which: int) -> Stylizer:
@@ -104,15 +105,19 @@ class Painter:
             self._stylizers[which] = stylizer_from_file(model.name, model.kind, model.path)
         return self._stylizers[which]
 
-    def _record(self, request: PaintRequest, pixels: int, seconds: float) -> None:
+    def _record(
+        self, request: PaintRequest, stylizer: Stylizer, size: tuple[int, int], seconds: float
+    ) -> None:
         model = self.job.models[request.which]
+        layers = stylizer.model.layers if isinstance(stylizer, TrainedStylizer) else None
         line = {
             "at": round(time.time(), 3),
             "hardware": runtime.hardware_kind(),
             "kind": model.kind,
             "model": model.md5,
-            "pixels": pixels,
+            "pixels": size[0] * size[1],
             "brush": self.job.settings.brush,
+            "units": round(painting_units(model.kind, layers, *size, self.job.settings.brush), 6),
             "seconds": round(seconds, 4),
             "key": request.key,
             "worker": self.worker,

@@ -19,6 +19,7 @@ from typing import Any
 
 from rotoscope.compute import ComputeSettings
 from rotoscope.errors import RotoscopeError
+from rotoscope.estimate import worker_hardware
 from rotoscope.executors.painter import Painted, Painter, PaintJob, PaintRequest
 
 ACTOR_RESTARTS = 4  # per actor: a node lost more often than this is a cluster to fix first
@@ -48,6 +49,8 @@ class RayExecutor:
 
     def __init__(self, settings: ComputeSettings) -> None:
         self.settings = settings
+        self.hardware = worker_hardware(settings)
+        self.workers = settings.workers or 1  # the actors of the last run, once it ran
 
     def paint(self, job: PaintJob, requests: Sequence[PaintRequest], update) -> list[Painted]:
         if not requests:
@@ -75,6 +78,7 @@ class RayExecutor:
         )(_PainterActor)
         threads = max(1, round(settings.cpus_per_worker))
         count = min(wanted, settings.workers or _room(ray.cluster_resources(), settings))
+        self.workers = count
         return [actor.remote(job, threads) for _ in range(count)]
 
     @staticmethod

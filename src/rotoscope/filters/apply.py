@@ -217,11 +217,16 @@ def apply_filter(stylizer: Stylizer, photo: Image.Image, settings: ApplySettings
 
 def fit_within(photo: Image.Image, max_side: int | None) -> Image.Image:
     """The photo shrunk (never enlarged) so its longest side is at most ``max_side``."""
-    if not max_side or max(photo.size) <= max_side:
-        return photo
-    scale = max_side / max(photo.size)
-    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-    return photo.resize(size, Image.Resampling.LANCZOS)
+    size = fit_size(photo.size, max_side)
+    return photo if size == photo.size else photo.resize(size, Image.Resampling.LANCZOS)
+
+
+def fit_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """A picture's size once :func:`fit_within` has shrunk it."""
+    if not max_side or max(size) <= max_side:
+        return size
+    scale = max_side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def keep_colours(styled: np.ndarray, original: np.ndarray) -> np.ndarray:

@@ -14,7 +14,9 @@ import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
@@ -26,7 +28,7 @@ from PIL import Image
 
 from rotoscope.errors import MediaError, ParamsError, RotoscopeError, StorageError, storage_error
 from rotoscope.media.probe import open_input
-from rotoscope.media.segments import EncodedSegments, SegmentCache, encode_segment, plan_segments
+from rotoscope.media.segments import EncodedSegments, Segment, SegmentCache, encode_segment, plan_segments
 from rotoscope.store import temp_beside
 
 AUDIO_MODES = ("copy", "aac", "none")
@@ -350,9 +352,11 @@ def encode_segmented(
     audio_source: Path | None = None,
     on_frame: ProgressFn | None = None,
     metadata: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> EncodedSegments:
     """Like :func:`encode_video`, but from cached segments: only segments with a changed frame
-    (or new settings) are encoded; the rest are copied. ``picture_at(i)`` loads frame ``i``."""
+    (or new settings) are encoded, ``workers`` at a time; the rest are copied. ``picture_at(i)``
+    loads frame ``i`` (from any thread)."""
     if not settings.segmented:
         raise ValueError(f"{settings.codec} is not encoded in segments")
     _check_request(out, pts, end_pts, time_base, size, settings)
@@ -361,20 +365,26 @@ def encode_segmented(
     identity = {**settings.identity(), "size": list(size), "time_base": str(time_base), "rate": str(rate)}
     shown = [durations[p] for p in pts]
     segments = plan_segments(frame_md5s, pts, shown, time_base, float(settings.segment_seconds), identity)
-    done, encoded, frames_encoded = 0, 0, 0
+    done = 0
+    counting = threading.Lock()
 
     def tick() -> None:
         nonlocal done
-        done += 1
-        if on_frame:
-            on_frame(done)
+        with counting:
+            done += 1
+            if on_frame:
+                on_frame(done)
 
     with _reported(out), _Output(out, settings, size, time_base, rate, audio_source, metadata) as output:
+        todo = []
         for segment in segments:
-            if cache.holds(segment.key):
-                for _ in range(segment.first, segment.last + 1):
-                    tick()
+            if not cache.holds(segment.key):
+                todo.append(segment)
                 continue
+            for _ in range(segment.first, segment.last + 1):
+                tick()
+
+        def encode(segment: Segment) -> None:
             span = range(segment.first, segment.last + 1)
             header, packets = encode_segment(
                 output.segment_encoder,
@@ -385,7 +395,13 @@ def encode_segmented(
                 tick,
             )
             cache.write(segment.key, header, packets)
-            encoded, frames_encoded = encoded + 1, frames_encoded + len(span)
+
+        # Threads, not processes: Pillow's decoding and FFmpeg's scaling and encoding release
+        # the GIL, and picture_at needs nothing pickled. Each segment has an encoder of its own.
+        with ThreadPoolExecutor(max(1, min(workers, len(todo) or 1))) as pool:
+            for _ in pool.map(encode, todo):
+                pass
+        encoded, frames_encoded = len(todo), sum(segment.last - segment.first + 1 for segment in todo)
         for segment in segments:
             found = cache.read(segment.key)
             if found is None:
