@@ -4,6 +4,7 @@ executor, reuse across executors, and a worker killed mid-run."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -43,6 +44,11 @@ def test_ray_paints_the_same_frames_and_manifest_as_local(split_studio: Studio, 
     workers = Counter(str(line["worker"]) for line in ledger(split_studio))
     assert len(workers) == 2 and sum(workers.values()) == 24  # two actors shared the frames
     assert all(line["hardware"] == "cpu-1" for line in ledger(split_studio))  # one thread each
+    shutil.rmtree(split_studio.root / ".rotoscope" / "stylized")  # the ledger kept: rates known
+    (estimate,) = split_studio.estimate(["look"], workers=2)
+    on_two = sum(float(line["seconds"]) for line in ledger(split_studio)) / 2
+    cluster = estimate.placements[1]
+    assert cluster.hardware == "cpu-1" and cluster.seconds == pytest.approx(on_two)
 
 
 def test_a_render_made_locally_paints_nothing_on_ray(split_studio: Studio, ray_cluster: None) -> None:

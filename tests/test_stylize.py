@@ -284,7 +284,11 @@ def test_a_killed_stylize_run_resumes(render_studio: Studio, tmp_path: Path) -> 
     assert 0 < painted < frames and finished <= painted  # paintings come first, then the frames
     assert not (root / "manifests/clip/look.json").exists()  # nothing half-written where it shows
     rotoscope("stylize", "look", cwd=root)
-    counts = json.loads((root / ".rotoscope/logs/stylize-look.json").read_text())
+    log = json.loads((root / ".rotoscope/logs/stylize-look.json").read_text())
+    counts = {key: value for key, value in log.items() if key != "painting"}
+    assert log["painting"]["executor"] == "local" and log["painting"]["took_s"] > 0
+    # the killed run's paintings are in the ledger: the resumed one was estimated from them
+    assert log["painting"]["estimate_s"] > 0
     assert counts == {
         "frames": frames,
         "stylized": frames - painted,  # the paintings the killed run had not kept

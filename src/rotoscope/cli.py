@@ -124,6 +124,50 @@ def stylize(
 
 
 @app.command()
+def estimate(
+    names: Annotated[list[str] | None, typer.Argument(help="Renders to estimate (default: all).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=4096, help="Ray actors to show (default: compute.workers, or 16)."),
+    ] = None,
+    studio: StudioOption = None,
+) -> None:
+    """Frames still to paint after reuse, and the time and dollars here and on a Ray cluster,
+    from this studio's own measured rates (`.rotoscope/ledger/`)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from rotoscope.estimate import unit_of
+    from rotoscope.progress import console
+
+    table = Table("render", "frames", "to paint", "work", "where", "time", "dollars")
+    for found in _studio(studio).estimate(names, workers):
+        work = ", ".join(f"{part.units:,.0f} {unit_of(part.kind)}" for part in found.work if part.paintings)
+        for index, way in enumerate(found.placements):
+            first = (
+                [found.render, str(found.frames), str(found.to_paint), work or "none"]
+                if index == 0
+                else [""] * 4
+            )
+            where = f"{way.where} ({way.workers} x {way.hardware})"
+            cells = [
+                *first,
+                where,
+                _duration(way.seconds),
+                "" if way.dollars is None else f"${way.dollars:,.2f}",
+            ]
+            table.add_row(*(Text(terminal(cell)) for cell in cells))
+    console(table)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not measured"  # nothing painted on that hardware yet: no guess
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}" if whole >= 60 else f"{seconds:.1f} s"
+
+
+@app.command()
 def reassemble(
     manifest: Annotated[Path, typer.Argument(help="Manifest to encode.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Video file to write (.mp4, .mkv, .mov).")],

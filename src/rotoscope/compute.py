@@ -22,10 +22,11 @@ from rotoscope.errors import RotoscopeError
 EXECUTORS = ("local", "ray")
 EXECUTOR_VARIABLE = "ROTOSCOPE_EXECUTOR"  # overrides params.yaml's compute.executor
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own: `ray start` prints it, `ray.init` reads it
-# Dollars per hour of each hardware kind (rotoscope.estimate), until params.yaml says otherwise:
-# typical on-demand cloud prices of late 2026, per machine as `rotoscope doctor` names them.
+# Dollars an hour (rotoscope.estimate) until params.yaml's compute.prices says otherwise: "cpu" is
+# per core (a kind "cpu-N" costs N of them unless priced itself), "gpu" per GPU; rough on-demand
+# cloud prices of late 2026 (a general-purpose vCPU, a mid-range inference GPU).
+DEFAULT_PRICES = {"cpu": 0.048, "gpu": 1.00}
 MAX_AUTO_ENCODERS = 8  # each holds its encoder's look-ahead frames: 4K ones are 12 MB apiece
-DEFAULT_PRICES = {"cpu-2": 0.10, "cpu-16": 0.68, "gpu-t4": 0.53, "gpu-a10": 1.01, "gpu-h100": 3.90}
 
 
 @dataclass(frozen=True)

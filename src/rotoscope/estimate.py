@@ -22,6 +22,7 @@ from pathlib import Path
 from rotoscope.compute import ComputeSettings
 from rotoscope.layout import Layout
 
+DEFAULT_CLUSTER_WORKERS = 16  # what `estimate` shows a cluster as, unless told or compute.workers
 MAX_LEDGER_LINES = 200_000  # the newest lines read (our own scratch, but kept bounded)
 TRAINED_UNIT, INSTANT_UNIT = "GFLOP", "megapixel"
 

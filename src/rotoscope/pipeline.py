@@ -313,6 +313,45 @@ def _stylize(studio: Studio, job: RenderJob, executor: Executor | None) -> Styli
     return outcome
 
 
+def render_work(studio: Studio, name: str) -> tuple[int, list[Work]]:
+    """A render's frames and the work of the paintings it still needs (none of them painted:
+    nothing is loaded but the filters' model files, read as data to count their work). Before
+    its video is split every frame counts, from the video's own record of its length."""
+    job = studio.render_job(name)
+    used = filter_used(studio, job.filter)
+    fade = crossfade_used(studio, job)
+    parent_path = studio.manifest_path(job.video)
+    if parent_path.is_file():
+        parent = manifests.load(parent_path)
+        reuse, fade_md5 = FrameReuse(studio.layout), fade and fade["model_md5"]
+        made = StylizedFrames(studio, job, parent, used["model_md5"], reuse, fade_md5)
+        return len(parent.frames), made.work(made.missing_paintings())
+    return _unsplit_work(studio, job, fade)
+
+
+def _unsplit_work(studio: Studio, job: RenderJob, fade: dict[str, str] | None) -> tuple[int, list[Work]]:
+    """Every frame of a video not split yet, by each filter the render takes (a crossfade's
+    second filter counted over the whole clip: an upper bound)."""
+    from rotoscope.filters.catalogue import filter_entry
+    from rotoscope.filters.inference import read_network
+
+    video, settings = studio.split_job(job.video)
+    info = probe(video)
+    every_frame = settings.fps is None and info.declared_frames
+    frames = (
+        info.declared_frames
+        if every_frame
+        else round((info.duration or 0) * float(settings.fps or info.avg_rate or 0))
+    )
+    size = fit_size(output_size(info, settings.max_side), job.max_side)
+    work = []
+    for name in [job.filter, *([fade["name"]] if fade else [])]:
+        entry = filter_entry(studio, name)
+        layers = None if entry.kind == "instant" else read_network(entry.model).layers
+        work.append(Work(entry.kind, frames, frames * painting_units(entry.kind, layers, *size, job.brush)))
+    return frames, work
+
+
 def filter_used(studio: Studio, name: str) -> dict[str, str]:
     """A filter's name, kind and model md5, from its card; refused while it has no model."""
     from rotoscope.filters.card import load_card

@@ -26,6 +26,7 @@ from rotoscope.progress import ProgressCallback, relay_events, reporting_to
 
 if TYPE_CHECKING:
     from rotoscope.compute import ComputeSettings
+    from rotoscope.estimate import RenderEstimate
     from rotoscope.filters.apply import ApplySettings
     from rotoscope.filters.card import FilterCard, Kind, Provenance
     from rotoscope.filters.collection import ImportReport
@@ -147,6 +148,25 @@ class StudioVerbs:
         executor = executor_for(compute or self.compute_settings())
         with reporting_to(progress):
             return [stylize(self, name, executor) for name in names or self.render_names()]
+
+    def estimate(
+        self: Studio, names: list[str] | None = None, workers: int | None = None
+    ) -> list[RenderEstimate]:
+        """Renders' (default: every render's) paintings still to make, and how long and how much
+        they would take here and on ``workers`` Ray actors, from this studio's measured rates."""
+        from rotoscope.estimate import DEFAULT_CLUSTER_WORKERS, RenderEstimate, measured_rates, placements
+        from rotoscope.filters import runtime
+        from rotoscope.pipeline import render_work
+
+        compute = self.compute_settings()
+        rates = measured_rates(self.layout)
+        cluster = workers or compute.workers or DEFAULT_CLUSTER_WORKERS
+        found = []
+        for name in names or self.render_names():
+            frames, work = render_work(self, name)
+            ways = placements(work, rates, runtime.hardware_kind(), compute, cluster)
+            found.append(RenderEstimate(name, frames, sum(part.paintings for part in work), work, ways))
+        return found
 
     def reassemble(
         self: Studio,
