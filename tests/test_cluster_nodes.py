@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -36,8 +38,11 @@ def ray_command(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A head node and a worker node, one CPU each, on 127.0.0.1; their address."""
+def two_nodes() -> Iterator[str]:
+    """A head node and a worker node, one CPU each, on 127.0.0.1, with token authentication (as
+    a cluster should run: the nodes, and the driver, share a secret); their address."""
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
     port = free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
@@ -47,6 +52,8 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
     finally:
         ray_command("stop", "--force")
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
 def test_two_nodes_paint_what_the_local_executor_paints(split_studio: Studio, two_nodes: str) -> None:
@@ -54,7 +61,7 @@ def test_two_nodes_paint_what_the_local_executor_paints(split_studio: Studio, tw
     expected = outputs(split_studio)
     forget_paintings(split_studio)
     done = rotoscope("stylize", "look", "--ray", two_nodes, cwd=split_studio.root)
-    assert "24 stylized" in done.stdout
+    assert "24 stylized" in done.stderr  # what the command says goes to stderr
     assert outputs(split_studio) == expected
     nodes = Counter(str(line["node"]) for line in ledger(split_studio))
     assert len(nodes) == 2 and sum(nodes.values()) == 24  # both nodes painted
