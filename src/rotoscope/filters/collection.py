@@ -15,6 +15,7 @@ stranger is read), and refuses links, extra members and names that are paths.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
@@ -219,10 +220,15 @@ def export_filter(studio: Studio, name: str, out: Path) -> Path:
         "members": {member: {"md5": md5_bytes(data), "bytes": len(data)} for member, data in members.items()},
     }
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+    # the same filter, the same bytes: no time in the gzip header (tarfile's "w:gz" writes one)
+    # nor in the members
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
         for member, data in {"archive.json": json.dumps(index, indent=2).encode(), **members}.items():
             info = tarfile.TarInfo(member)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0  # the same filter, the same bytes
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
             archive.addfile(info, io.BytesIO(data))
     target = out if out.suffix else out.with_suffix(ARCHIVE_SUFFIX)
     atomic_write_bytes(target, buffer.getvalue())
