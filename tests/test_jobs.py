@@ -62,8 +62,9 @@ def test_a_cancelled_job_keeps_its_work_and_resumes_when_run_again(slow_studio: 
         assert done.state == "done", done.message
         counts = done.result["renders"]["manifests/clip/cancelled.json"]  # type: ignore[index]
         assert counts["frames"] == FRAMES
-        assert counts["stylized"] <= FRAMES - painted_before + 1  # at most the frame in flight again
-        assert counts["reused"] >= painted_before - 1
+        # the paintings made before are kept (the frames are mixed from them): at most the frame
+        # in flight is painted again
+        assert counts["stylized"] <= FRAMES - painted_before + 1
     finally:
         runner.stop()
 
@@ -91,7 +92,7 @@ def test_a_job_whose_server_died_is_found_interrupted_and_resumes(slow_studio: S
         done = wait_for(store, again.id, lambda j: j.is_finished)
         assert done.state == "done", done.message
         counts = done.result["renders"]["manifests/clip/crashed.json"]  # type: ignore[index]
-        assert counts["reused"] >= running.last.done - 1  # type: ignore[union-attr]
+        assert counts["stylized"] <= FRAMES - running.last.done + 1  # type: ignore[union-attr]
     finally:
         runner.stop()
 

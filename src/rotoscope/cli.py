@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -15,7 +16,7 @@ from typing import Annotated, TypeVar
 import click
 import typer
 
-from rotoscope import __version__
+from rotoscope import __version__, runlog
 from rotoscope.compute import environment_for
 from rotoscope.errors import RotoscopeError, storage_error
 from rotoscope.progress import say
@@ -766,6 +767,15 @@ _INTERRUPTED = 130  # what shells report for a command stopped by Ctrl-C (128 + 
 def main() -> None:
     """Every way a command can fail ends in one line on standard error (set ROTOSCOPE_DEBUG=1 for
     the traceback of an unexpected one)."""
+    started = time.monotonic()
+    try:
+        _run_app()
+    except SystemExit as exit:
+        runlog.record(sys.argv[1:], started, exit.code if isinstance(exit.code, int) else 1)
+        raise
+
+
+def _run_app() -> None:
     try:
         code = app(standalone_mode=False)  # click returns a typer.Exit's code instead of exiting
         if code == _INTERRUPTED:  # typer turns Ctrl-C into Exit(130), silently
