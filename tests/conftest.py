@@ -140,10 +140,15 @@ def set_param(root: Path, section: str, key: str, value: object) -> None:
 @pytest.fixture
 def render_studio(studio: Studio, tmp_path: Path) -> Studio:
     """A studio with a lossless 10-frame clip, an instant filter and a render of one through the other."""
+    return with_a_render(studio, write_source(tmp_path / "clip.mp4"), tmp_path)
+
+
+def with_a_render(studio: Studio, clip: Path, scratch: Path) -> Studio:
+    """``clip`` added as "clip", an instant filter "swirls" and a render "look" at strength 0.8."""
     root = studio.root
-    rotoscope("add", str(write_source(tmp_path / "clip.mp4")), "--name", "clip", cwd=root)
-    Image.fromarray(painting(160, 120)).save(tmp_path / "style.png")
-    style = tmp_path / "style.png"
+    rotoscope("add", str(clip), "--name", "clip", cwd=root)
+    Image.fromarray(painting(160, 120)).save(scratch / "style.png")
+    style = scratch / "style.png"
     rotoscope("filter", "new", "swirls", "--style", str(style), "--kind", "instant", cwd=root)
     rotoscope("render", "new", "look", "--video", "clip", "--filter", "swirls", "--strength", "0.8", cwd=root)
     git("add", "-A", cwd=root)
@@ -200,16 +205,8 @@ def history_studio(history_studio_template: Path, tmp_path_factory: pytest.TempP
 @pytest.fixture
 def split_studio(studio: Studio, tmp_path: Path) -> Studio:
     """A studio with a split 24-frame clip, an instant filter and a render of one by the other."""
-    root = studio.root
     clip = write_lossless(tmp_path / "clip.mp4", list(panning_pictures((192, 128), 24)))
-    rotoscope("add", str(clip), "--name", "clip", cwd=root)
-    Image.fromarray(painting(160, 120)).save(tmp_path / "style.png")
-    style = tmp_path / "style.png"
-    rotoscope("filter", "new", "swirls", "--style", str(style), "--kind", "instant", cwd=root)
-    rotoscope("render", "new", "look", "--video", "clip", "--filter", "swirls", "--strength", "0.8", cwd=root)
-    git("add", "-A", cwd=root)
-    git("commit", "-qm", "a clip, a filter, a render", cwd=root)
-    split(studio, "clip")
+    split(with_a_render(studio, clip, tmp_path), "clip")
     return studio
 
 
