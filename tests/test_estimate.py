@@ -87,3 +87,15 @@ def test_prices_per_hardware_kind() -> None:
     spread = place([Work("trained", 10, 100.0)], rates, "ray", "cpu-4", 5, prices)  # type: ignore[arg-type]
     assert spread.seconds == pytest.approx(10.0)  # 100 GFLOP at 0.5 s each over 5 workers
     assert spread.dollars == pytest.approx(10 / 3600 * 5 * 4 * 0.048)
+
+
+def test_logs_are_never_written_through_a_committed_link(split_studio: Studio) -> None:
+    """A fork may commit a link where a log goes: the run is logged nowhere, params.yaml is intact."""
+    from rotoscope import runlog
+
+    logs = split_studio.root / ".rotoscope" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "runs.jsonl").symlink_to(split_studio.params_path)
+    before = split_studio.params_path.read_bytes()
+    runlog.record(["stylize", "look"], 0.0, 0, split_studio.root)
+    assert split_studio.params_path.read_bytes() == before

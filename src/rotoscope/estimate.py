@@ -24,6 +24,7 @@ from rotoscope.layout import Layout
 
 DEFAULT_CLUSTER_WORKERS = 16  # what `estimate` shows a cluster as, unless told or compute.workers
 MAX_LEDGER_LINES = 200_000  # the newest lines read (our own scratch, but kept bounded)
+MAX_LEDGER_FILE_BYTES = 64 << 20  # of each worker's file (a line is about 300 bytes)
 TRAINED_UNIT, INSTANT_UNIT = "GFLOP", "megapixel"
 
 
@@ -94,7 +95,9 @@ def _ledger_lines(folder: Path) -> list[dict]:
     lines: list[str] = []
     for file in sorted(folder.glob("*.jsonl")):
         if file.is_file() and not file.is_symlink():
-            lines.extend(file.read_text(encoding="utf-8", errors="replace").splitlines())
+            with open(file, "rb") as handle:  # the newest part of a file grown past the bound
+                handle.seek(max(0, file.stat().st_size - MAX_LEDGER_FILE_BYTES))
+                lines.extend(handle.read().decode("utf-8", errors="replace").splitlines())
     parsed = []
     for text in lines[-MAX_LEDGER_LINES:]:
         try:

@@ -433,6 +433,7 @@ class StylizedFrames:
         self.reused = 0  # output frames found, or taken from the source as they are
         self.size: tuple[int, int] | None = None
         self._painter: Painter | None = None
+        self._source_files: dict[int, Path] = {}
         self.painting_time: PaintingTime | None = None  # set when the executor painted
         self._motion: _MotionAhead | None = None
         # the source's own file serves a frame left as the source when it is what we would write
@@ -505,22 +506,23 @@ class StylizedFrames:
         if not requests:
             return
         rates = measured_rates(self.studio.layout)  # before this run adds its own
+        job = self.paint_job()
         start = time.perf_counter()
         with progress_bar(f"paint {self.job.name} ({executor.name})", len(requests)) as update:
-            painted = executor.paint(self.paint_job(), requests, update)
+            painted = executor.paint(job, requests, update)
         took = time.perf_counter() - start
         self.stylized += sum(1 for item in painted if item.seconds > 0)
         prices = self.studio.compute_settings().prices
         where, hardware, workers = executor.name, executor.hardware, executor.workers
-        expected = place(self.work(requests), rates, where, hardware, workers, prices)
+        expected = place(self.work(requests, job), rates, where, hardware, workers, prices)
         self.painting_time = PaintingTime(where, hardware, workers, expected.seconds, round(took, 3))
 
-    def work(self, requests: list[PaintRequest]) -> list[Work]:
+    def work(self, requests: list[PaintRequest], job: PaintJob | None = None) -> list[Work]:
         """The paintings' work per filter kind, in the units :mod:`rotoscope.estimate` rates."""
         from rotoscope.filters.inference import read_network
 
         size = fit_size((self.parent.width, self.parent.height), self.job.max_side)
-        job = self.paint_job()
+        job = job or self.paint_job()
         totals: dict[str, list[float]] = {}
         for which, model in enumerate(job.models):
             count = sum(1 for request in requests if request.which == which)
@@ -635,6 +637,12 @@ class StylizedFrames:
         return path, source.md5, path.stat().st_size
 
     def _source_file(self, source: Frame) -> Path:
+        """The source frame's file, hashed once a run (the painting prepass and the mix both ask)."""
+        if source.i not in self._source_files:
+            self._source_files[source.i] = self._checked_source_file(source)
+        return self._source_files[source.i]
+
+    def _checked_source_file(self, source: Frame) -> Path:
         check = self.reuse.blobs.check(source.md5, self.parent.frame_path(self.studio.root, source))
         if check.state != "ok" or check.where is None:
             raise RotoscopeError(

@@ -14,6 +14,8 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+from rotoscope.store import append_line
+
 STAGE_COMMANDS = ("split", "stylize", "reassemble", "quality", "filter make")
 
 
@@ -44,6 +46,4 @@ def record(argv: list[str], started: float, code: int, cwd: Path | None = None) 
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
             "exit": code,
         }
-        path = studio.layout.log("runs").with_suffix(".jsonl")
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
+        append_line(studio.layout.log("runs").with_suffix(".jsonl"), json.dumps(line))

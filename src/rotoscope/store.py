@@ -85,6 +85,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(temp, path)
 
 
+def append_line(path: Path, line: str) -> None:
+    """``line`` added at the end of a log file, never through a link (a fork may commit one
+    where a log goes): one small write with O_APPEND, so writers in other processes interleave
+    whole lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -26,7 +26,7 @@ from rotoscope.estimate import painting_units
 from rotoscope.filters import runtime
 from rotoscope.filters.apply import ApplySettings, Stylizer, TrainedStylizer, apply_filter, stylizer_from_file
 from rotoscope.layout import Layout
-from rotoscope.store import FrameReuse, md5_file, temp_beside
+from rotoscope.store import FrameReuse, append_line, md5_file, temp_beside
 
 WEBP_MAX_SIDE = 16383  # WebP's limit; a larger painting is kept as PNG
 
@@ -123,7 +123,4 @@ class Painter:
             "worker": self.worker,
             "node": self.node,
         }
-        ledger = self.layout.ledger_file(self.worker)
-        ledger.parent.mkdir(parents=True, exist_ok=True)
-        with open(ledger, "a", encoding="utf-8") as handle:  # one writer per file: this process
-            handle.write(json.dumps(line) + "\n")
+        append_line(self.layout.ledger_file(self.worker), json.dumps(line))  # one writer: this process
